@@ -1,0 +1,24 @@
+"""Cross-model feature matching: metrics, the matcher and its reports."""
+
+from splatnlp.mechinterp.analysis.matcher import FeatureMatcher, MatchOptions
+from splatnlp.mechinterp.analysis.reports import (
+    Decomposition,
+    DecompositionMember,
+    FeatureComparison,
+    FeatureMatch,
+    FeatureSummary,
+    MatchReport,
+    NullModel,
+)
+
+__all__ = [
+    "Decomposition",
+    "DecompositionMember",
+    "FeatureComparison",
+    "FeatureMatch",
+    "FeatureMatcher",
+    "FeatureSummary",
+    "MatchOptions",
+    "MatchReport",
+    "NullModel",
+]

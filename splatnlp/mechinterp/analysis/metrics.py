@@ -1,0 +1,146 @@
+"""Pair metrics between one source feature and every target feature, exact and vectorized.
+
+Everything here is computed from sufficient statistics over *all* examples (zeros included):
+for a source feature ``s`` and target ``t`` over n examples,
+
+- ``dot[t] = sum_n s_n t_n`` and ``coactive[t] = #{n : s_n > 0 and t_n > 0}`` come from one pass
+  over the target's CSR rows at the examples where ``s`` is active (``s`` is zero elsewhere, so
+  nothing else contributes);
+- Pearson ``r = (dot/n - mean_s mean_t) / (std_s std_t)`` with population moments;
+- containment ``P(t > 0 | s > 0) = coactive / count_s`` and ``P(s > 0 | t > 0) = coactive / count_t``;
+- co-activation Jaccard on binarized codes ``coactive / (count_s + count_t - coactive)``.
+
+Undefined values are NaN here, with a per-candidate reason code (see :data:`REASONS`); reports
+turn them into ``None`` plus the reason's text. Nothing is ever silently 0.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+# Reason codes for undefined metrics, shared by every vectorized function here.
+OK, SOURCE_DEAD, TARGET_DEAD, SOURCE_RARE, TARGET_RARE, ZERO_VARIANCE, NO_TOKENS = range(7)
+REASONS = {
+    SOURCE_DEAD: "the source feature is never active on the example set",
+    TARGET_DEAD: "the target feature is never active on the example set",
+    SOURCE_RARE: "the source feature is active on fewer than min_active examples",
+    TARGET_RARE: "the target feature is active on fewer than min_active examples",
+    ZERO_VARIANCE: "a feature has zero variance over the examples (constant code)",
+    NO_TOKENS: "a feature has no top tokens (never active, or only special tokens)",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Moments:
+    """Per-feature sufficient statistics over all n examples (float64 for exact Pearson).
+
+    Attributes: ``count`` (F,) examples where active, ``mean`` (F,), ``std`` (F,) population.
+    """
+
+    n_examples: int
+    count: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def from_csc(cls, csc: sp.csc_matrix) -> Moments:
+        """Moments of every column of a (n_examples, n_features) CSC matrix, one pass, float64."""
+        n, f = csc.shape
+        indptr = np.asarray(csc.indptr, dtype=np.int64)
+        data = np.asarray(csc.data, dtype=np.float64)
+        col = np.repeat(np.arange(f), np.diff(indptr))
+        s1 = np.bincount(col, weights=data, minlength=f)
+        s2 = np.bincount(col, weights=data * data, minlength=f)
+        count = np.bincount(col, weights=(data != 0), minlength=f).astype(np.int64)
+        mean = s1 / max(n, 1)
+        # Population variance; clipped because s2/n - mean^2 can round to a tiny negative.
+        var = np.maximum(s2 / max(n, 1) - mean * mean, 0.0)
+        return cls(n_examples=n, count=count, mean=mean, std=np.sqrt(var))
+
+
+def pair_sums(
+    source_rows: np.ndarray, source_values: np.ndarray, target_csr: sp.csr_matrix
+) -> tuple[np.ndarray, np.ndarray]:
+    """``dot`` (F_t,) float64 and ``coactive`` (F_t,) int64 of one source against every target.
+
+    Parameters
+    ----------
+    source_rows : int array of shape (k,), the examples where the source is active
+    source_values : array of shape (k,), the source's codes there
+    target_csr : sparse matrix of shape (n_examples, F_t), CSR
+    """
+    n_targets = target_csr.shape[1]
+    if len(source_rows) == 0:
+        return np.zeros(n_targets), np.zeros(n_targets, dtype=np.int64)
+    sub = target_csr[source_rows]  # scipy's C row gather: reads only these rows
+    weights = np.repeat(np.asarray(source_values, dtype=np.float64), np.diff(sub.indptr))
+    targets = sub.indices
+    dot = np.bincount(targets, weights=weights * sub.data, minlength=n_targets)
+    # Count only strictly positive target entries (explicit zeros were dropped at build time).
+    coactive = np.bincount(targets, minlength=n_targets).astype(np.int64)
+    return dot, coactive
+
+
+def pearson(
+    dot: np.ndarray,
+    n_examples: int,
+    source_mean: float,
+    source_std: float,
+    target_mean: np.ndarray,
+    target_std: np.ndarray,
+) -> np.ndarray:
+    """Pearson correlation over all examples from sums; NaN where a standard deviation is 0."""
+    cov = dot / n_examples - source_mean * target_mean
+    denom = source_std * target_std
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), np.nan)
+    # Rounding can push |r| a hair past 1 for identical features.
+    return np.clip(r, -1.0, 1.0)
+
+
+def containment(coactive: np.ndarray, count: np.ndarray | int) -> np.ndarray:
+    """``coactive / count`` (a conditional activation probability), NaN where count is 0."""
+    count = np.asarray(count, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, coactive / np.where(count > 0, count, 1.0), np.nan)
+
+
+def coactivation_jaccard(coactive: np.ndarray, source_count: int, target_count: np.ndarray) -> np.ndarray:
+    """Jaccard of the active sets: ``coactive / (count_s + count_t - coactive)``; NaN if both dead."""
+    union = source_count + np.asarray(target_count, dtype=np.float64) - coactive
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, coactive / np.where(union > 0, union, 1.0), np.nan)
+
+
+def set_jaccard(source_set: np.ndarray, target_sets: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Jaccard of one token set against many, and the intersection sizes.
+
+    Parameters
+    ----------
+    source_set : int array, token ids of the source's set
+    target_sets : binary sparse matrix of shape (F_t, n_tokens), one row per target's set
+
+    Returns (jaccard (F_t,) with NaN where both sets are empty, intersection (F_t,) int).
+    """
+    n_tokens = target_sets.shape[1]
+    indicator = np.zeros(n_tokens, dtype=np.float64)
+    indicator[np.asarray(source_set, dtype=np.int64)] = 1.0
+    inter = np.asarray(target_sets @ indicator).ravel()
+    sizes = np.diff(target_sets.indptr)
+    union = len(source_set) + sizes - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        jac = np.where(union > 0, inter / np.where(union > 0, union, 1.0), np.nan)
+    return jac, inter.astype(np.int64)
+
+
+def cosine_rows(vector: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Cosine of ``vector`` (d,) with every row of ``matrix`` (F, d); NaN for zero-norm rows."""
+    vector = np.asarray(vector, dtype=np.float64)
+    matrix = np.asarray(matrix)
+    dots = matrix @ vector
+    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.nan)

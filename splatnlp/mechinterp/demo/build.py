@@ -1,0 +1,125 @@
+"""Build the demo contexts (``full``, ``ultra``) and their ground truth into one folder.
+
+Layout of ``<out>/`` (by default ``<data dir>/demo/<preset>``)::
+
+    full/            a context (2,048 features)
+    ultra/           a context (24,576 features)
+    ground_truth.json  the planted answer (see :class:`GroundTruth`); never read by library code
+    demo.yaml        preset, seed, timings
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from splatnlp.mechinterp import config as cfg
+from splatnlp.mechinterp.context import build_context, read_manifest
+from splatnlp.mechinterp.demo.world import PRESETS, GroundTruth, generate_world
+
+GROUND_TRUTH_FILE = "ground_truth.json"
+DEMO_MANIFEST = "demo.yaml"
+
+
+def _log(message: str, enabled: bool) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+def demo_is_built(out_dir: str | Path, *, seed: int | None = None) -> bool:
+    """True when ``out_dir`` holds a complete demo build (of ``seed``, when given)."""
+    out_dir = Path(out_dir)
+    meta = out_dir / DEMO_MANIFEST
+    if not (meta.is_file() and (out_dir / GROUND_TRUTH_FILE).is_file()):
+        return False
+    try:
+        info = yaml.safe_load(meta.read_text())
+        for name in ("full", "ultra"):
+            read_manifest(out_dir / name)
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    return seed is None or info.get("seed") == seed
+
+
+def build_demo(
+    out_dir: str | Path | None = None,
+    *,
+    preset: str = "default",
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate the demo world and build its two contexts; return the build summary.
+
+    Skips the work when a complete build of the same seed is already there (unless ``force``).
+    The whole preset folder is written beside its target and renamed into place at the end.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown demo preset {preset!r}; known: {sorted(PRESETS)}")
+    out_dir = Path(out_dir) if out_dir is not None else cfg.demo_dir(preset)
+    if not force and demo_is_built(out_dir, seed=seed):
+        _log(f"demo preset {preset!r} is already built in {out_dir}", progress)
+        return yaml.safe_load((out_dir / DEMO_MANIFEST).read_text())
+    t0 = time.perf_counter()
+    _log(f"generating demo world {preset!r} (seed {seed}) ...", progress)
+    world = generate_world(preset, seed=seed)
+    t_gen = time.perf_counter() - t0
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    timings = {"generate_s": round(t_gen, 2)}
+    try:
+        tmp.mkdir()
+        for name, sae in (("full", world.full_sae), ("ultra", world.ultra_sae)):
+            t = time.perf_counter()
+            _log(f"building context {name!r} ({sae.n_features} features) ...", progress)
+            build_context(
+                tmp / name,
+                sae=sae,
+                examples=world.examples,
+                activations=world.activations,
+                model_type=name,
+                source=f"splatnlp-mechinterp demo world, preset {preset!r}, seed {seed}",
+                provenance={"demo_preset": preset, "demo_seed": seed},
+                progress=progress,
+            )
+            timings[f"build_{name}_s"] = round(time.perf_counter() - t, 2)
+        (tmp / GROUND_TRUTH_FILE).write_text(json.dumps(world.truth.to_dict()))
+        size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+        timings["total_s"] = round(time.perf_counter() - t0, 2)
+        summary = {
+            "preset": preset,
+            "seed": seed,
+            "n_examples": world.examples.n_examples,
+            "fingerprint": world.examples.fingerprint,
+            "size_bytes": size,
+            "timings": timings,
+        }
+        (tmp / DEMO_MANIFEST).write_text(yaml.safe_dump(summary, sort_keys=False))
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _log(f"demo built in {timings['total_s']} s, {size / 2**20:.0f} MiB, at {out_dir}", progress)
+    return summary
+
+
+def load_ground_truth(demo_dir: str | Path) -> GroundTruth:
+    """The planted answer of a built demo (for tests, benchmarks and evaluation only)."""
+    path = Path(demo_dir) / GROUND_TRUTH_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no demo ground truth at {str(path)!r}; build the demo first")
+    return GroundTruth.from_dict(json.loads(path.read_text()))
