@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
+import scipy.linalg
 import scipy.optimize
 import scipy.special
 from pydantic import BaseModel, ConfigDict, Field
@@ -133,8 +134,8 @@ class _Side:
 
     @cached_property
     def decoder(self) -> np.ndarray:
-        """Unit decoder directions, shape (n_features, d_model)."""
-        return self.ctx.sae.decoder_directions(normalized=True).numpy()
+        """Unit decoder directions, shape (n_features, d_model), float32; NaN rows for zero ones."""
+        return M.unit_rows(self.ctx.sae.W_dec.numpy())
 
     def tokens_of(self, feature: int) -> list[str]:
         return [self.token_names[t] for t in self.top_tokens[feature]]
@@ -155,6 +156,32 @@ class _Side:
             ],
             dead=bool(self.count[feature] == 0),
         )
+
+
+def _nnls_sparse(
+    csc, columns: np.ndarray, rows: np.ndarray, values: np.ndarray, n: int
+) -> tuple[np.ndarray, float | None]:
+    """Non-negative least squares of a centered sparse source on centered sparse target columns,
+    through the normal equations so nothing dense of length n_examples is built.
+
+    Returns (weights (m,), R^2 or None when the source has zero variance).
+    """
+    X = csc[:, columns]  # (n, m) sparse
+    mu_x = np.asarray(X.sum(0)).ravel() / n
+    mu_y = float(values.sum()) / n
+    gram = (X.T @ X).toarray() - n * np.outer(mu_x, mu_x)  # Xc^T Xc
+    xy = np.asarray(X[rows].T @ values.astype(np.float64)).ravel() - n * mu_x * mu_y  # Xc^T yc
+    sst = float(values.astype(np.float64) @ values) - n * mu_y * mu_y
+    if sst <= 0:
+        return np.zeros(len(columns)), None
+    # nnls wants min |A w - b|: with G = L L^T (Cholesky), A = L^T and b = L^-1 Xc^T yc give the
+    # same objective up to a constant. A tiny ridge keeps G positive definite for collinear columns.
+    ridge = 1e-9 * max(float(np.trace(gram)), 1e-12)
+    L = np.linalg.cholesky(gram + ridge * np.eye(len(columns)))
+    b = scipy.linalg.solve_triangular(L, xy, lower=True)
+    weights, _ = scipy.optimize.nnls(L.T, b)
+    sse = sst - 2 * float(xy @ weights) + float(weights @ gram @ weights)
+    return weights, max(0.0, 1.0 - sse / sst)
 
 
 class _Scores:
@@ -431,7 +458,7 @@ class FeatureMatcher:
         n_candidates: int | None = None,
         n_top_matches: int = 10,
         *,
-        sort_by: SortKey = "combined_score",
+        sort_by: SortKey = "activation_correlation",
         decompose: bool = True,
     ) -> MatchReport:
         """Score every target feature against ``source_feature`` and return the best.
@@ -443,7 +470,9 @@ class FeatureMatcher:
             by the exact ``sort_by`` score, computed for all targets first (an exact prefilter,
             never a random sample); the report's ``candidate_selection`` says so.
         n_top_matches : how many matches the report lists (>= 1)
-        sort_by : the metric that orders matches; undefined values sort last
+        sort_by : the metric that orders matches; undefined values sort last. The default,
+            exact activation correlation, found the planted parent of every demo child (README);
+            ``"combined_score"`` is upstream's order
         decompose : also compute :meth:`find_decomposition` into ``report.decomposition``
         """
         t0 = time.perf_counter()
@@ -565,16 +594,9 @@ class FeatureMatcher:
         )
         if len(eligible) == 0:
             return Decomposition(members=[], r_squared=None, coverage=None, is_split=False, **base)
-        y = self.source_ctx.codes.feature_dense(feature).astype(np.float64)
-        X = np.stack([self.target_ctx.codes.feature_dense(int(t)) for t in eligible], axis=1).astype(np.float64)
-        yc = y - y.mean()
-        Xc = X - X.mean(0)
-        weights, _ = scipy.optimize.nnls(Xc, yc)
-        sst = float(yc @ yc)
-        resid = yc - Xc @ weights
-        r2 = 1.0 - float(resid @ resid) / sst if sst > 0 else None
-        active = y > 0
-        coverage = float((X[active] > 0).any(1).mean()) if active.any() else None
+        weights, r2 = _nnls_sparse(self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples)
+        member_rows = np.concatenate([self.target_ctx.codes.feature(int(t))[0] for t in eligible])
+        coverage = float(np.isin(scores.rows, member_rows).mean()) if len(scores.rows) else None
         p_ts = scores.metric["p_target_given_source"][0]
         p_st = scores.metric["p_source_given_target"][0]
         order = np.lexsort((-corr[eligible], -weights))

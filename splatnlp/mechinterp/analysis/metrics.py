@@ -76,11 +76,11 @@ def pair_sums(
     if len(source_rows) == 0:
         return np.zeros(n_targets), np.zeros(n_targets, dtype=np.int64)
     sub = target_csr[source_rows]  # scipy's C row gather: reads only these rows
-    weights = np.repeat(np.asarray(source_values, dtype=np.float64), np.diff(sub.indptr))
-    targets = sub.indices
-    dot = np.bincount(targets, weights=weights * sub.data, minlength=n_targets)
-    # Count only strictly positive target entries (explicit zeros were dropped at build time).
-    coactive = np.bincount(targets, minlength=n_targets).astype(np.int64)
+    # sub.T @ values runs scipy's C loop over the gathered entries once; a weighted bincount
+    # does the same sum but is ~3x slower (it materializes the repeated weights).
+    dot = np.asarray(sub.T @ np.asarray(source_values, dtype=np.float64), dtype=np.float64)
+    # Codes were stored without explicit zeros, so every stored entry is an active one.
+    coactive = np.bincount(sub.indices, minlength=n_targets).astype(np.int64)
     return dot, coactive
 
 
@@ -136,11 +136,15 @@ def set_jaccard(source_set: np.ndarray, target_sets: sp.csr_matrix) -> tuple[np.
     return jac, inter.astype(np.int64)
 
 
-def cosine_rows(vector: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Cosine of ``vector`` (d,) with every row of ``matrix`` (F, d); NaN for zero-norm rows."""
-    vector = np.asarray(vector, dtype=np.float64)
-    matrix = np.asarray(matrix)
-    dots = matrix @ vector
-    norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector)
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm, float32; zero rows become NaN (their cosine is undefined)."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), np.nan)
+        return np.where(norms > 0, matrix / np.where(norms > 0, norms, 1.0), np.nan).astype(np.float32)
+
+
+def cosine_rows(unit_vector: np.ndarray, unit_matrix: np.ndarray) -> np.ndarray:
+    """Cosine of a unit vector (d,) with every row of a unit-row matrix (F, d) from
+    :func:`unit_rows`; NaN where either was a zero vector."""
+    return np.clip((unit_matrix @ unit_vector).astype(np.float64), -1.0, 1.0)

@@ -9,13 +9,17 @@ The world has three layers, all drawn from one seed:
    some Ultra concepts are *novel* (no Full parent); some features of both SAEs are *dead*.
 2. **Examples.** Each example activates concepts with random magnitudes. A split parent's event
    picks one child (its main child) and lets some siblings fire weakly, as a larger SAE's
-   co-firing siblings do. The strongest events emit their theme's tokens into the build (at most
-   one rung per ability), the rest of the build is filled with popular abilities.
+   co-firing siblings do.
 3. **Hidden states and SAEs.** A hidden state is the sum of the active concepts' directions (a
    child's direction is its parent's plus a private part) plus a bias and noise. The two SAEs are
    SplatNLP checkpoints whose decoders are the planted directions and whose encoders are matched
    filters (a child's filter is its private part, so siblings don't answer each other), with one
-   threshold per SAE set to reach the target number of active features per example.
+   threshold per SAE set to reach the target number of active features per example, then a
+   least-squares rescale of the encoder so that decoding reconstructs the activations.
+4. **Builds.** The features that answer an example most strongly, each relative to its own
+   typical strength, write their theme's tokens into the build (at most one rung per ability);
+   the rest of the build is filled with popular abilities. So a feature's top-activating
+   examples tend to hold its theme, while tokens every build has carry no meaning.
 
 Feature ids are shuffled per SAE, so an id says nothing about its class. :class:`GroundTruth`
 records every feature's class and every Ultra feature's Full parent; library code never reads it.
@@ -76,10 +80,12 @@ class DemoPreset:
     child_spread: float = 0.9
     """Norm of a child's private direction relative to its parent's (cosine 1/sqrt(1+s^2))."""
     noise: float = 0.05
+    magnitude_sigma: float = 0.5
+    """Log-normal sigma of event magnitudes: larger makes an example's strongest events stand out."""
     child_filter_parent: float = 0.6
     """Weight of the parent direction in a child's encoder filter (its private part has weight 1)."""
-    emitting_events: int = 4
-    """How many of an example's strongest events write their tokens into the build."""
+    emitting_events: int = 6
+    """How many of an example's most strongly answering features write their themes into the build."""
 
 
 PRESETS: dict[str, DemoPreset] = {
@@ -171,8 +177,12 @@ def _narrow(rng: np.random.Generator, theme: list[list[str]], ability_comps, wea
 
 
 # -- the generator -----------------------------------------------------------------------------
-def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, progress: bool = False) -> DemoWorld:
-    """Generate a demo world deterministically from ``seed``."""
+def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, shuffle: bool = True) -> DemoWorld:
+    """Generate a demo world deterministically from ``seed``.
+
+    ``shuffle=False`` keeps the canonical feature order (split parents first, then equivalents,
+    full-only, dead; children grouped by parent), for debugging the generator only.
+    """
     if isinstance(preset, str):
         try:
             preset = PRESETS[preset]
@@ -245,20 +255,19 @@ def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, progr
     rates *= p.parents_per_example / rates.sum()
     rates = np.minimum(rates, 0.5)
     rows_f, cols_f = _sample_events(rng, n, live_full, rates)
-    mag_f = rng.lognormal(0.4, 0.5, size=len(rows_f)).astype(np.float32)
+    mag_f = rng.lognormal(0.4, p.magnitude_sigma, size=len(rows_f)).astype(np.float32)
 
     novel_ids = np.flatnonzero(np.array(ultra_class) == "novel")
     nrates = rng.lognormal(0.0, 0.8, size=len(novel_ids))
     nrates *= p.novel_per_example / nrates.sum()
     rows_n, cols_n = _sample_events(rng, n, novel_ids, np.minimum(nrates, 0.5))
-    mag_n = rng.lognormal(0.4, 0.5, size=len(rows_n)).astype(np.float32)
+    mag_n = rng.lognormal(0.4, p.magnitude_sigma, size=len(rows_n)).astype(np.float32)
 
     # Resolve Full events into Ultra-level activity.
     cls_arr = np.array(full_class)
     ev_cls = cls_arr[cols_f]
     kid_pref = rng.gamma(2.0, 1.0, size=n_children).astype(np.float64)
     u_rows, u_cols, u_vals = [], [], []
-    emit_unit = np.full(len(rows_f), -1, dtype=np.int64)  # the Ultra unit whose theme an event emits
     split_ev = np.flatnonzero(ev_cls == "split")
     if len(split_ev):
         parents = cols_f[split_ev]
@@ -269,7 +278,6 @@ def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, progr
         draw = lo_c + rng.random(len(split_ev)) * (hi_c - lo_c)
         main = np.searchsorted(cum, draw, side="right")
         main = np.clip(main, kid_start[parents], kid_start[parents + 1] - 1)
-        emit_unit[split_ev] = main
         u_rows.append(rows_f[split_ev])
         u_cols.append(main)
         u_vals.append(mag_f[split_ev])
@@ -285,7 +293,6 @@ def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, progr
     eq_ev = np.flatnonzero(ev_cls == "equivalent")
     if len(eq_ev):
         eq_unit = n_children + (cols_f[eq_ev] - n_split)
-        emit_unit[eq_ev] = eq_unit
         u_rows.append(rows_f[eq_ev])
         u_cols.append(eq_unit)
         u_vals.append(mag_f[eq_ev])
@@ -306,18 +313,6 @@ def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, progr
     x += p.noise * rng.standard_normal(x.shape).astype(np.float32)
     x += bias
 
-    # ---- builds ----
-    # Events that may emit tokens: Full-level events (emitting their Ultra unit's theme, or the
-    # Full theme for full-only concepts) and novel events.
-    ev_rows = np.concatenate([rows_f, rows_n])
-    ev_mag = np.concatenate([mag_f, mag_n])
-    ev_theme_src = np.concatenate(
-        [np.where(emit_unit >= 0, emit_unit, -1 - cols_f), cols_n]
-    )
-    examples = _make_builds(
-        rng, p, n, ev_rows, ev_mag, ev_theme_src, full_theme, ultra_theme, vocab, wvocab
-    )
-
     # ---- SAEs ----
     full_enc = dir_full.T.copy()  # (d_model, n_full) matched filters
     ultra_enc = dir_ultra.copy()
@@ -336,9 +331,21 @@ def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, progr
     full_enc, b_full = _fit_scale(x, bias, full_enc, b_full, dir_full)
     ultra_enc, b_ultra = _fit_scale(x, bias, ultra_enc, b_ultra, dir_ultra)
 
+    # ---- builds ----
+    # Each example's build is written by the features that answer it most strongly, each
+    # relative to its own typical strength (so a feature's top-activating examples carry its
+    # theme): the Ultra features, plus the full-only Full features Ultra lacks.
+    only_ids = np.flatnonzero(cls_arr == "full_only")
+    emit_src, emit_ok = _strongest_features(
+        x, bias, (ultra_enc, b_ultra), (full_enc[:, only_ids], b_full[only_ids]), only_ids, p.emitting_events
+    )
+    examples = _make_builds(rng, p, n, emit_src, emit_ok, full_theme, ultra_theme, vocab, wvocab)
+
     # ---- shuffle feature ids ----
     perm_f = rng.permutation(p.n_full)  # canonical -> shuffled id
     perm_u = rng.permutation(p.n_ultra)
+    if not shuffle:
+        perm_f, perm_u = np.arange(p.n_full), np.arange(p.n_ultra)
     inv_f = np.argsort(perm_f)
     inv_u = np.argsort(perm_u)
     full_sae = splatnlp_sae(
@@ -411,23 +418,48 @@ def _fit_scale(
     return (W_enc * alpha).astype(np.float32), (b_enc * alpha).astype(np.float32)
 
 
+def _strongest_features(
+    x: np.ndarray,
+    b_dec: np.ndarray,
+    ultra: tuple[np.ndarray, np.ndarray],
+    full_only: tuple[np.ndarray, np.ndarray],
+    full_only_ids: np.ndarray,
+    r: int,
+    chunk: int = 2048,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per example, the ``r`` features with the largest code relative to their own 99.5th
+    percentile (on a sample). Returns sources (n, r): an Ultra id >= 0, or ``-1 - full_id`` for a
+    full-only Full feature, and a mask of which entries are real (code > 0)."""
+    W = torch.from_numpy(np.concatenate([ultra[0], full_only[0]], axis=1))
+    b = torch.from_numpy(np.concatenate([ultra[1], full_only[1]]))
+    src = np.concatenate([np.arange(ultra[0].shape[1]), -1 - full_only_ids])
+    xt = torch.from_numpy(x - b_dec)
+    sample = torch.relu(xt[: min(len(x), 4096)] @ W + b)
+    scale = torch.quantile(sample, 0.995, dim=0) if len(sample) > 1 else sample.max(0).values
+    scale = torch.where(scale > 0, scale, torch.full_like(scale, float("inf")))
+    out_src = np.zeros((len(x), r), dtype=np.int64)
+    out_ok = np.zeros((len(x), r), dtype=bool)
+    for start in range(0, len(x), chunk):
+        z = torch.relu(xt[start : start + chunk] @ W + b) / scale
+        val, idx = torch.topk(z, r, dim=1)
+        out_src[start : start + chunk] = src[idx.numpy()]
+        out_ok[start : start + chunk] = (val > 0).numpy()
+    return out_src, out_ok
+
+
 def _make_builds(
     rng: np.random.Generator,
     p: DemoPreset,
     n: int,
-    ev_rows: np.ndarray,
-    ev_mag: np.ndarray,
-    ev_src: np.ndarray,
+    emit_src: np.ndarray,
+    emit_ok: np.ndarray,
     full_theme: list,
     ultra_theme: list,
     vocab: Vocab,
     wvocab: Vocab,
 ) -> ExampleSet:
-    """Builds from each example's strongest events; ``ev_src`` >= 0 is an Ultra unit, < 0 a Full
-    concept ``-1 - src``."""
-    order = np.lexsort((-ev_mag, ev_rows))
-    rows_sorted = ev_rows[order]
-    starts = np.searchsorted(rows_sorted, np.arange(n + 1))
+    """Builds whose first tokens come from each example's emitting features (``emit_src``, see
+    :func:`_strongest_features`), filled up with popular abilities."""
     # Popular abilities fill builds, like swim speed and ink saver in real play.
     fill_tokens = [t for t in vocab.tokens if not t.startswith("<")]
     fill_ability = [t.rsplit("_", 1)[0] if t.rsplit("_", 1)[-1].isdigit() else t for t in fill_tokens]
@@ -447,8 +479,10 @@ def _make_builds(
     for i in range(n):
         abilities: dict[str, int] = {}
         weapon = None
-        for e, k in enumerate(order[starts[i] : min(starts[i + 1], starts[i] + p.emitting_events)]):
-            src = ev_src[k]
+        for e in range(emit_src.shape[1]):
+            if not emit_ok[i, e]:
+                continue
+            src = emit_src[i, e]
             theme = ultra_theme[src] if src >= 0 else full_theme[-1 - src]
             for c, comp in enumerate(theme[:4]):
                 if emit_coin[i, e, c] > 0.9:
