@@ -1,12 +1,17 @@
-"""Small random builders shared by the context-layer tests (vocab, examples, codes, stats,
-context, cli). Every builder takes a seed or a Generator so tests are reproducible."""
+"""Small random builders shared by the tests (vocab, examples, codes, stats, context, cli, and a
+planted pair of contexts for the analysis tests). Every builder takes a seed or a Generator so
+tests are reproducible."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from splatnlp.mechinterp.context import MechInterpContext, build_context
 from splatnlp.mechinterp.examples import ExampleSet
 from splatnlp.mechinterp.sae import SAE, splatnlp_sae
 from splatnlp.mechinterp.vocab import Vocab, splatoon_ability_vocab, weapon_vocab
@@ -61,3 +66,126 @@ def random_codes(
     dense = rng.random((n_examples, n_features)).astype(np.float32)
     dense[rng.random((n_examples, n_features)) >= density] = 0.0
     return sp.csr_matrix(dense)
+
+
+# -- a planted pair of contexts for the analysis tests -------------------------------------------
+PAIR_EXAMPLES, PAIR_D_MODEL, N_SOURCE, N_TARGET = 300, 8, 7, 40
+
+# Planted source features (model_type "ultra").
+SRC_DEAD, SRC_RARE, SRC_PLAIN, SRC_SUM, SRC_COPIED, SRC_TRACED = 0, 1, 2, 3, 4, 5
+SRC_FEW = 6  # active on 8 examples: fewer than its 20 top examples
+# Planted target features (model_type "full").
+TGT_DEAD, TGT_RARE, TGT_CONSTANT, TGT_ZERO_DECODER = 3, 5, 7, 9
+TGT_COPY_A, TGT_COPY_B = 10, 11  # exact copies of SRC_COPIED: r = 1, tied
+TGT_PART_A, TGT_PART_B = 12, 13  # SRC_SUM = TGT_PART_A + 0.5 * TGT_PART_B + noise
+TGT_SUPERSET = 20  # active wherever SRC_PLAIN is, and elsewhere too
+TGT_TRACE = 21  # SRC_TRACED plus a faint trace on 150 other examples: r > 0.85, P(s|t) small
+
+
+@dataclass
+class Pair:
+    """Two contexts over one example set, their dense codes and the example set."""
+
+    source: MechInterpContext
+    target: MechInterpContext
+    source_codes: np.ndarray
+    """Dense float64 (n_examples, N_SOURCE), read back from the context."""
+    target_codes: np.ndarray
+    """Dense float64 (n_examples, N_TARGET), read back from the context."""
+    examples: ExampleSet
+
+
+def planted_codes(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Source (n, 7) and target (n, 40) codes, ~10% dense, with the planted features above."""
+    n = PAIR_EXAMPLES
+    src = random_codes(rng, n, N_SOURCE, density=0.1).toarray()
+    tgt = random_codes(rng, n, N_TARGET, density=0.1).toarray()
+    src[:, SRC_DEAD] = 0.0
+    src[:, SRC_RARE] = 0.0
+    src[[17, 204], SRC_RARE] = [0.8, 0.3]
+    tgt[:, TGT_DEAD] = 0.0
+    tgt[:, TGT_RARE] = 0.0
+    tgt[[5, 90], TGT_RARE] = [0.6, 1.1]
+    tgt[:, TGT_CONSTANT] = 0.5  # dyadic: its variance is exactly 0 in floating point
+    tgt[:, TGT_COPY_A] = src[:, SRC_COPIED]
+    tgt[:, TGT_COPY_B] = src[:, SRC_COPIED]
+    noise = np.where(rng.random(n) < 0.05, rng.random(n), 0.0)
+    src[:, SRC_SUM] = tgt[:, TGT_PART_A] + 0.5 * tgt[:, TGT_PART_B] + 0.3 * noise
+    extra = np.where(rng.random(n) < 0.1, rng.random(n) + 0.1, 0.0)
+    tgt[:, TGT_SUPERSET] = np.where(src[:, SRC_PLAIN] > 0, 0.5 + src[:, SRC_PLAIN], extra)
+    src[:, SRC_FEW] = 0.0
+    src[rng.choice(n, size=8, replace=False), SRC_FEW] = rng.random(8) + 0.1
+    others = rng.choice(np.flatnonzero(src[:, SRC_TRACED] == 0), size=150, replace=False)
+    tgt[:, TGT_TRACE] = src[:, SRC_TRACED]
+    tgt[others, TGT_TRACE] = 0.01
+    return src.astype(np.float32), tgt.astype(np.float32)
+
+
+def themed_examples(rng: np.random.Generator, src: np.ndarray, tgt: np.ndarray) -> ExampleSet:
+    """Builds whose tokens follow the codes: each active feature adds its theme token with
+    probability 0.8, so top-token sets are not empty; ``<NULL>`` (a special token) joins every
+    build where SRC_PLAIN is active, so it would top that feature's list if specials counted."""
+    vocab, wvocab = small_vocabs()
+    abilities = [t for t in vocab.tokens if not t.startswith("<")]
+    theme_src = rng.choice(abilities, size=src.shape[1])
+    theme_tgt = rng.choice(abilities, size=tgt.shape[1])
+    theme_tgt[TGT_SUPERSET] = theme_src[SRC_PLAIN]
+    records = []
+    for i in range(src.shape[0]):
+        tokens = list(rng.choice(abilities, size=int(rng.integers(2, 5)), replace=False))
+        for themes, codes in ((theme_src, src), (theme_tgt, tgt)):
+            for f in np.flatnonzero(codes[i] > 0):
+                if rng.random() < 0.8:
+                    tokens.append(str(themes[f]))
+        if src[i, SRC_PLAIN] > 0:
+            tokens.append("<NULL>")
+        records.append(
+            {
+                "id": i,
+                "weapon": wvocab.tokens[int(rng.integers(len(wvocab)))],
+                "abilities": list(dict.fromkeys(tokens)),
+            }
+        )
+    return ExampleSet.from_records(records, vocab=vocab, weapon_vocab=wvocab)
+
+
+def sae_with_zero_decoder_row(seed: int, n_features: int, zero_row: int | None) -> SAE:
+    """A random SplatNLP SAE (d_model 8) whose decoder row ``zero_row`` is all zeros."""
+    sae = random_sae(seed, d_model=PAIR_D_MODEL, n_features=n_features)
+    W_dec = sae.W_dec.clone()
+    if zero_row is not None:
+        W_dec[zero_row] = 0.0
+    return splatnlp_sae(
+        W_enc=sae.W_enc, b_enc=sae.b_enc, W_dec=W_dec, b_dec=torch.zeros(PAIR_D_MODEL)
+    )
+
+
+def build_planted_pair(root: Path, seed: int = 0) -> Pair:
+    """Contexts ``root/ultra`` (source, 7 features) and ``root/full`` (target, 40 features) over
+    one themed example set, with the planted features named above (top-k of 20 examples)."""
+    rng = np.random.default_rng(seed)
+    src, tgt = planted_codes(rng)
+    examples = themed_examples(rng, src, tgt)
+    source = build_context(
+        root / "ultra",
+        sae=sae_with_zero_decoder_row(seed + 1, N_SOURCE, None),
+        examples=examples,
+        codes=sp.csr_matrix(src),
+        n_top_examples=20,
+        progress=False,
+    )
+    target = build_context(
+        root / "full",
+        sae=sae_with_zero_decoder_row(seed + 2, N_TARGET, TGT_ZERO_DECODER),
+        examples=examples,
+        codes=sp.csr_matrix(tgt),
+        n_top_examples=20,
+        progress=False,
+    )
+    return Pair(
+        source=source,
+        target=target,
+        source_codes=source.codes.csr.toarray().astype(np.float64),
+        target_codes=target.codes.csr.toarray().astype(np.float64),
+        examples=examples,
+    )

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 import scipy.special
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from splatnlp.mechinterp.analysis import metrics as M
 from splatnlp.mechinterp.analysis.reports import (
@@ -87,6 +87,16 @@ class MatchOptions(BaseModel):
     seed: int = 0
     max_decomposition_members: int = Field(64, ge=1)
 
+    @field_validator("weights")
+    @classmethod
+    def _known_metrics(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = set(weights) - set(SORT_KEYS[1:])
+        if unknown:
+            raise ValueError(
+                f"weights name unknown metrics {sorted(unknown)}; allowed: {list(SORT_KEYS[1:])}"
+            )
+        return weights
+
 
 class _Side:
     """Per-context arrays the matcher needs, computed once and cached."""
@@ -106,7 +116,11 @@ class _Side:
 
     @cached_property
     def std(self) -> np.ndarray:
-        return np.asarray(self.ctx.stats.std, dtype=np.float64)
+        std = np.asarray(self.ctx.stats.std, dtype=np.float64)
+        # A constant code's one-pass variance E[x^2] - E[x]^2 rounds to ~1e-7 * mean instead of 0
+        # (measured at n=2000), and a correlation divided by it is noise (|r| up to 0.2): call it
+        # zero. A feature inactive on any example has std/mean >= sqrt(1/n), far above this.
+        return np.where(std <= 1e-5 * np.abs(self.mean), 0.0, std)
 
     @cached_property
     def token_names(self) -> list[str]:
@@ -166,12 +180,14 @@ def _nnls_sparse(
 
     Returns (weights (m,), R^2 or None when the source has zero variance).
     """
-    X = csc[:, columns]  # (n, m) sparse
+    # float64 throughout: a float32 Gram put ~2e-6 of error into the weights of a near-exact fit.
+    X = csc[:, columns].astype(np.float64)  # (n, m) sparse
+    values = np.asarray(values, dtype=np.float64)
     mu_x = np.asarray(X.sum(0)).ravel() / n
     mu_y = float(values.sum()) / n
     gram = (X.T @ X).toarray() - n * np.outer(mu_x, mu_x)  # Xc^T Xc
-    xy = np.asarray(X[rows].T @ values.astype(np.float64)).ravel() - n * mu_x * mu_y  # Xc^T yc
-    sst = float(values.astype(np.float64) @ values) - n * mu_y * mu_y
+    xy = np.asarray(X[rows].T @ values).ravel() - n * mu_x * mu_y  # Xc^T yc
+    sst = float(values @ values) - n * mu_y * mu_y
     if sst <= 0:
         return np.zeros(len(columns)), None
     # nnls wants min |A w - b|: with G = L L^T (Cholesky), A = L^T and b = L^-1 Xc^T yc give the
@@ -301,7 +317,7 @@ class FeatureMatcher:
         if len(src.top_tokens[feature]) == 0:
             tok[:] = np.nan
             r_tok[:] = M.NO_TOKENS
-        r_dec = np.where(np.isnan(dec), M.ZERO_VARIANCE, 0).astype(np.int8)
+        r_dec = np.where(np.isnan(dec), M.ZERO_DECODER, 0).astype(np.int8)
 
         metric = {
             "activation_correlation": (corr, r_corr),
@@ -392,7 +408,7 @@ class FeatureMatcher:
                 ),
                 n_candidates=n_t,
                 n_permutations=opt.n_permutations,
-                null_max_correlation=[round(x, 6) for x in null_max],
+                null_max_correlation=[round(x, 6) if np.isfinite(x) else None for x in null_max],
                 expected_max_correlation=float(np.nanmean(null_arr)) if np.isfinite(null_arr).any() else None,
             ),
             p,

@@ -60,8 +60,9 @@ class NullModel(BaseModel):
     n_candidates: int
     """Family size for the family-wise p-values."""
     n_permutations: int = 0
-    null_max_correlation: list[float] = []
-    """Best correlation over all candidates under each shuffle (empirical method only)."""
+    null_max_correlation: list[float | None] = []
+    """Best correlation over all candidates under each shuffle (empirical method only); None
+    where no correlation is defined (a dead or rare source)."""
     expected_max_correlation: float | None = None
     """Mean of the best null correlation over all candidates."""
 
