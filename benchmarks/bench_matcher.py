@@ -67,7 +67,7 @@ class UpstreamMatcher:
     def find_matches(self, feature: int, n_candidates: int = 500) -> list[tuple[int, float]]:
         src_rows, src_vals = self._top_examples(self.source, feature)
         src_tokens = self._top_tokens(src_rows)
-        src_map = dict(zip(src_rows.tolist(), src_vals.tolist()))
+        src_map = dict(zip(src_rows.tolist(), src_vals.tolist(), strict=True))
         candidates = self.rng.choice(self.target.n_features, size=n_candidates, replace=False)
         scored = []
         for c in candidates:
@@ -76,7 +76,7 @@ class UpstreamMatcher:
                 tokens = self._top_tokens(rows)
                 union = src_tokens | tokens
                 jaccard = len(src_tokens & tokens) / len(union) if union else 0.0
-                shared = [(src_map[r], v) for r, v in zip(rows.tolist(), vals.tolist()) if r in src_map]
+                shared = [(src_map[r], v) for r, v in zip(rows.tolist(), vals.tolist(), strict=True) if r in src_map]
                 if len(shared) < 3:
                     corr = 0.0
                 else:
@@ -135,7 +135,7 @@ def main() -> None:
 
     u2f_ms, u2f_reports = timed(u2f, kids)
     f2u_ms, _ = timed(f2u, fulls)
-    ours_hits = float(np.mean([r.matches[0].target_feature == parent[k] for r, k in zip(u2f_reports, kids)]))
+    ours_hits = float(np.mean([r.matches[0].target_feature == parent[k] for r, k in zip(u2f_reports, kids, strict=True)]))
     peak_ours = peak_rss_gb()
 
     upstream = UpstreamMatcher(ultra, full)

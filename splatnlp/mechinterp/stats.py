@@ -4,7 +4,7 @@ Stored in a context's ``stats/`` folder as .npy files (shapes for F features, T 
 examples)::
 
     frequency.npy         (F,)   share of examples where the feature is active (code > 0)
-    mean.npy, std.npy     (F,)   over all examples, zeros included
+    mean.npy, std.npy     (F,)   float64, over all examples, zeros included
     mean_active.npy       (F,)   mean over the examples where it is active (NaN if dead)
     max.npy               (F,)
     top_examples.npy      (F, k) int32 row indices, strongest first, -1 where fewer are active
@@ -140,8 +140,8 @@ def compute_feature_stats(
     token_frequency = np.asarray(tokens.sum(axis=0)).ravel().astype(np.float32) / n
     return FeatureStats(
         frequency=(active / n).astype(np.float32),
-        mean=mean.astype(np.float32),
-        std=std.astype(np.float32),
+        mean=mean,  # float64: exact Pearson from sums needs more than float32's 7 digits
+        std=std,
         mean_active=mean_active.astype(np.float32),
         max=mx.astype(np.float32),
         top_examples=top_examples,

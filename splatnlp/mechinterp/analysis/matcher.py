@@ -314,9 +314,11 @@ class FeatureMatcher:
         p_st[r_pst > 0] = np.nan
         r_cj = np.where(np.isnan(cj), M.SOURCE_DEAD if count_s == 0 else M.TARGET_DEAD, 0).astype(np.int8)
         r_tok = np.where(np.isnan(tok), M.NO_TOKENS, 0).astype(np.int8)
-        if len(src.top_tokens[feature]) == 0:
+        if count_s == 0:
+            # An empty set vs a non-empty one has Jaccard 0, but a dead source has no top
+            # examples to take tokens from at all: that is undefined, not "no overlap".
             tok[:] = np.nan
-            r_tok[:] = M.NO_TOKENS
+            r_tok[:] = M.SOURCE_DEAD
         r_dec = np.where(np.isnan(dec), M.ZERO_DECODER, 0).astype(np.int8)
 
         metric = {

@@ -29,7 +29,7 @@ REASONS = {
     SOURCE_RARE: "the source feature is active on fewer than min_active examples",
     TARGET_RARE: "the target feature is active on fewer than min_active examples",
     ZERO_VARIANCE: "a feature has zero variance over the examples (constant code)",
-    NO_TOKENS: "a feature has no top tokens (never active, or only special tokens)",
+    NO_TOKENS: "neither feature has any top token (both top-token sets are empty)",
     ZERO_DECODER: "a feature's decoder direction is the zero vector",
 }
 
