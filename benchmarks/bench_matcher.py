@@ -40,6 +40,18 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def rss_split_gb() -> dict[str, float]:
+    """Current resident memory split into anonymous (the process's own) and file-backed pages
+    (memory-mapped code files: clean page cache the kernel can drop at any time)."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                out[key] = round(int(value.split()[0]) / 2**20, 2)
+    return out
+
+
 class UpstreamMatcher:
     """The upstream SplatNLP matcher's method, re-implemented on our contexts for comparison."""
 
@@ -137,6 +149,7 @@ def main() -> None:
     f2u_ms, _ = timed(f2u, fulls)
     ours_hits = float(np.mean([r.matches[0].target_feature == parent[k] for r, k in zip(u2f_reports, kids, strict=True)]))
     peak_ours = peak_rss_gb()
+    split_ours = rss_split_gb()
 
     upstream = UpstreamMatcher(ultra, full)
     up_kids = kids[: args.upstream_queries]
@@ -162,6 +175,7 @@ def main() -> None:
             "full_to_ultra": round(statistics.median(f2u_ms), 1),
         },
         "peak_rss_gb": round(peak_ours, 2),
+        "rss_after_queries_gb": split_ours,
         "upstream": {
             "median_ms": round(statistics.median(up_ms), 1),
             "queries": len(up_kids),

@@ -21,6 +21,7 @@ import numpy as np
 
 from splatnlp.mechinterp import config as cfg
 from splatnlp.mechinterp.analysis import FeatureMatcher, MatchOptions
+from splatnlp.mechinterp.analysis import metrics as M
 from splatnlp.mechinterp.context import MechInterpContext
 from splatnlp.mechinterp.demo.build import load_ground_truth
 
@@ -60,59 +61,76 @@ def main() -> None:
     def pick(ids: np.ndarray) -> np.ndarray:
         return rng.choice(ids, size=min(args.sample, len(ids)), replace=False) if args.sample else ids
 
-    for method in ("enrichment", "frequency"):
-        opts = MatchOptions(top_token_method=method)
-        u2f = FeatureMatcher(ultra, full, options=opts)
-        f2u = FeatureMatcher(full, ultra, options=opts)
-        t0 = time.perf_counter()
-        with_parent = pick(np.flatnonzero(parent >= 0))
-        hits = {m: 0 for m in METRICS}
-        for u in with_parent:
-            sc = u2f.score_all(int(u))
-            for m in METRICS:
-                hits[m] += argbest(sc[m]) == parent[u]
-        parent_recovery = {m: hits[m] / len(with_parent) for m in METRICS}
-        split = pick(np.flatnonzero(fcls == "split"))
-        rprec = {m: [] for m in METRICS}
-        tp = fp = fn = 0
-        for f in split:
-            kids = set(children[int(f)])
-            sc = f2u.score_all(int(f))
-            for m in METRICS:
-                best = np.argsort(-np.nan_to_num(sc[m], nan=-np.inf), kind="stable")[: len(kids)]
-                rprec[m].append(len(kids & set(best.tolist())) / len(kids))
-            members = {x.feature for x in f2u.find_decomposition(int(f)).members}
-            tp += len(members & kids)
-            fp += len(members - kids)
-            fn += len(kids - members)
-        novel = pick(np.flatnonzero(ucls == "novel"))
-        kids_sample = rng.choice(with_parent, size=min(500, len(with_parent)), replace=False)
-        full_only = np.flatnonzero(fcls == "full_only")
-        unique_novel = np.mean([u2f.find_matches(int(u), decompose=False).is_unique for u in novel])
-        unique_kids = np.mean([u2f.find_matches(int(u), decompose=False).is_unique for u in kids_sample])
-        unique_full_only = np.mean([f2u.find_matches(int(f), decompose=False).is_unique for f in full_only])
-        results[method] = {
-            "parent_recovery": parent_recovery,
-            "decomposition_r_precision": {m: float(np.mean(v)) for m, v in rprec.items()},
-            "decomposition_precision": tp / max(tp + fp, 1),
-            "decomposition_recall": tp / max(tp + fn, 1),
-            "novel_ultra_unique": float(unique_novel),
-            "full_only_unique": float(unique_full_only),
-            "children_wrongly_unique": float(unique_kids),
-            "n_children_evaluated": int(len(with_parent)),
-            "n_split_parents_evaluated": int(len(split)),
-            "seconds": round(time.perf_counter() - t0, 1),
+    # Activation metrics, decomposition and uniqueness do not depend on the top-token method;
+    # only top_token_overlap (and so combined_score) does, so both methods share one pass.
+    methods = ("enrichment", "frequency")
+    u2f = {m: FeatureMatcher(ultra, full, options=MatchOptions(top_token_method=m)) for m in methods}
+    f2u = {m: FeatureMatcher(full, ultra, options=MatchOptions(top_token_method=m)) for m in methods}
+    weights = MatchOptions().weights
+
+    def all_scores(matchers: dict, feature: int) -> dict[str, dict[str, np.ndarray]]:
+        base = matchers["enrichment"].score_all(feature)
+        out = {"enrichment": base}
+        alt = matchers["frequency"]
+        tok, _ = M.set_jaccard(alt._source.top_tokens[feature], alt._target.token_sets)
+        if alt._source.count[feature] == 0:  # dead source: undefined, as in the matcher
+            tok[:] = np.nan
+        freq = dict(base, top_token_overlap=tok)
+        freq["combined_score"] = sum(w * freq[name] for name, w in weights.items())
+        out["frequency"] = freq
+        return out
+
+    t0 = time.perf_counter()
+    with_parent = pick(np.flatnonzero(parent >= 0))
+    hits = {m: {k: 0 for k in METRICS} for m in methods}
+    for u in with_parent:
+        for m, sc in all_scores(u2f, int(u)).items():
+            for k in METRICS:
+                hits[m][k] += argbest(sc[k]) == parent[u]
+    split = pick(np.flatnonzero(fcls == "split"))
+    rprec = {m: {k: [] for k in METRICS} for m in methods}
+    tp = fp = fn = 0
+    for f in split:
+        kids = set(children[int(f)])
+        for m, sc in all_scores(f2u, int(f)).items():
+            for k in METRICS:
+                best = np.argsort(-np.nan_to_num(sc[k], nan=-np.inf), kind="stable")[: len(kids)]
+                rprec[m][k].append(len(kids & set(best.tolist())) / len(kids))
+        members = {x.feature for x in f2u["enrichment"].find_decomposition(int(f)).members}
+        tp += len(members & kids)
+        fp += len(members - kids)
+        fn += len(kids - members)
+    novel = pick(np.flatnonzero(ucls == "novel"))
+    full_only = np.flatnonzero(fcls == "full_only")
+    matcher_u, matcher_f = u2f["enrichment"], f2u["enrichment"]
+    unique_novel = float(np.mean([matcher_u.find_matches(int(u), decompose=False).is_unique for u in novel]))
+    unique_kids = float(np.mean([matcher_u.find_matches(int(u), decompose=False).is_unique for u in with_parent]))
+    unique_full_only = float(np.mean([matcher_f.find_matches(int(f), decompose=False).is_unique for f in full_only]))
+    results["decomposition_precision"] = tp / max(tp + fp, 1)
+    results["decomposition_recall"] = tp / max(tp + fn, 1)
+    results["novel_ultra_unique"] = unique_novel
+    results["full_only_unique"] = unique_full_only
+    results["children_wrongly_unique"] = unique_kids
+    results["n_children_evaluated"] = int(len(with_parent))
+    results["n_split_parents_evaluated"] = int(len(split))
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    for m in methods:
+        results[m] = {
+            "parent_recovery": {k: hits[m][k] / len(with_parent) for k in METRICS},
+            "decomposition_r_precision": {k: float(np.mean(v)) for k, v in rprec[m].items()},
         }
-        r = results[method]
-        print(f"\n== top-token method: {method} ({r['seconds']} s) ==")
-        print(f"{'metric':<24} {'parent recovery':>16} {'decomp R-precision':>19}")
-        for m in METRICS:
-            print(f"{m:<24} {parent_recovery[m]:>16.3f} {r['decomposition_r_precision'][m]:>19.3f}")
-        print(
-            f"matcher decomposition: precision {r['decomposition_precision']:.3f}, recall "
-            f"{r['decomposition_recall']:.3f}; unique: novel Ultra {unique_novel:.3f}, full-only Full "
-            f"{unique_full_only:.3f}, children (false) {unique_kids:.3f}"
-        )
+    print(f"{len(with_parent)} Ultra children/equivalents, {len(split)} split Full parents ({results['seconds']} s)")
+    print(f"{'metric':<24} {'parent recovery':>22} {'decomp R-precision':>22}")
+    print(f"{'':<24} {'enrichment / frequency':>22} {'enrichment / frequency':>22}")
+    for k in METRICS:
+        pr = [results[m]["parent_recovery"][k] for m in methods]
+        rp = [results[m]["decomposition_r_precision"][k] for m in methods]
+        print(f"{k:<24} {pr[0]:>12.3f} / {pr[1]:.3f} {rp[0]:>14.3f} / {rp[1]:.3f}")
+    print(
+        f"matcher decomposition: precision {results['decomposition_precision']:.3f}, recall "
+        f"{results['decomposition_recall']:.3f}; reported unique: novel Ultra {unique_novel:.3f}, "
+        f"full-only Full {unique_full_only:.3f}, children (wrongly) {unique_kids:.3f}"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

@@ -14,7 +14,6 @@ both to a common index dtype otherwise).
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,18 +27,6 @@ _ORIENTATIONS = ("csr", "csc")
 
 def _index_dtype(nnz: int, size: int) -> type:
     return np.int32 if max(nnz, size) < np.iinfo(np.int32).max else np.int64
-
-
-def _advise_random(arr: np.ndarray) -> None:
-    """Tell the kernel that reads of this memory map are random: a query reads scattered rows,
-    and the default read-ahead / fault-around maps 16 pages per touched page, which made a real-size
-    Full->Ultra query map ~1.3 GB of the file instead of the ~0.2 GB it reads."""
-    mm = getattr(arr, "_mmap", None)
-    if mm is not None and hasattr(mmap, "MADV_RANDOM"):
-        try:
-            mm.madvise(mmap.MADV_RANDOM)
-        except OSError:  # advice only; some filesystems refuse it
-            pass
 
 
 def write_codes(directory: str | Path, codes: sp.spmatrix | sp.sparray) -> dict[str, int | float]:
@@ -103,8 +90,6 @@ class CodeStore:
                 part: load_npy(self.directory / f"{orientation}_{part}.npy", mmap=True)
                 for part in ("indptr", "indices", "data")
             }
-            for arr in arrays.values():
-                _advise_random(arr)
             n_major = self.shape[0] if orientation == "csr" else self.shape[1]
             indptr, indices, data = arrays["indptr"], arrays["indices"], arrays["data"]
             where = str(self.directory / orientation)
