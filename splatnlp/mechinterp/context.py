@@ -424,6 +424,27 @@ def list_contexts(*, contexts_dir: str | Path | None = None) -> list[dict[str, A
 
 
 # -- building ----------------------------------------------------------------------------------
+def staging_dir(out_dir: Path) -> Path:
+    """A fresh hidden folder beside ``out_dir`` to build into (same filesystem, so the final
+    rename is atomic); hidden names are never listed as contexts."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    return tmp
+
+
+def publish_dir(tmp: Path, out_dir: Path) -> None:
+    """Move a completed ``tmp`` folder to ``out_dir``, replacing any previous one; the old folder
+    is renamed away first, so a reader sees either the old or the new one, never a mix."""
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out_dir)
+
+
 def _as_vocab(value: Vocab | Mapping[str, int] | str | Path | None, what: str) -> Vocab:
     if value is None:
         raise ValueError(f"{what} is required when examples are not an ExampleSet")
@@ -667,9 +688,7 @@ def build_context(
     else:
         matrix = _as_codes(codes, len(examples), sae.n_features)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = staging_dir(out_dir)
     try:
         (tmp / "sae").mkdir()
         sae_path = save_sae(sae, tmp / "sae")
@@ -703,13 +722,7 @@ def build_context(
         )
         # The manifest is written last: a folder without it is never taken for a context.
         (tmp / MANIFEST).write_text(yaml.safe_dump(manifest.model_dump(mode="json"), sort_keys=False))
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        publish_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

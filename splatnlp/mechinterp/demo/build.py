@@ -14,14 +14,13 @@ import json
 import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from splatnlp.mechinterp import config as cfg
-from splatnlp.mechinterp.context import build_context, read_manifest
+from splatnlp.mechinterp.context import build_context, publish_dir, read_manifest, staging_dir
 from splatnlp.mechinterp.demo.world import PRESETS, GroundTruth, generate_world
 
 GROUND_TRUTH_FILE = "ground_truth.json"
@@ -72,11 +71,9 @@ def build_demo(
     world = generate_world(preset, seed=seed)
     t_gen = time.perf_counter() - t0
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp = staging_dir(out_dir)
     timings = {"generate_s": round(t_gen, 2)}
     try:
-        tmp.mkdir()
         for name, sae in (("full", world.full_sae), ("ultra", world.ultra_sae)):
             t = time.perf_counter()
             _log(f"building context {name!r} ({sae.n_features} features) ...", progress)
@@ -103,13 +100,7 @@ def build_demo(
             "timings": timings,
         }
         (tmp / DEMO_MANIFEST).write_text(yaml.safe_dump(summary, sort_keys=False))
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            out_dir.rename(old)
-            tmp.rename(out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out_dir)
+        publish_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
