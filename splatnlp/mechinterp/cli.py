@@ -132,6 +132,89 @@ def _cmd_context_import_upstream(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- matching --------------------------------------------------------------------------------
+def _matcher(args: argparse.Namespace):
+    from splatnlp.mechinterp.analysis import FeatureMatcher, MatchOptions
+    from splatnlp.mechinterp.context import load_context
+
+    source = load_context(args.source, contexts_dir=args.contexts_dir)
+    target = load_context(args.target, contexts_dir=args.contexts_dir) if args.target else None
+    options = MatchOptions(
+        n_permutations=getattr(args, "permutations", 0) or 0,
+        top_token_method=args.top_tokens,
+    )
+    return FeatureMatcher(source, target, options=options)
+
+
+def _cmd_match(args: argparse.Namespace) -> int:
+    matcher = _matcher(args)
+    report = matcher.find_matches(
+        args.feature,
+        n_candidates=args.candidates,
+        n_top_matches=args.top,
+        sort_by=args.sort_by,
+        decompose=not args.no_decomposition,
+    )
+    if args.output:
+        # The full table (every scored candidate, same order) goes to a file, never to stdout.
+        full = matcher.find_matches(
+            args.feature,
+            n_candidates=args.candidates,
+            n_top_matches=report.n_candidates_tested,
+            sort_by=args.sort_by,
+            decompose=not args.no_decomposition,
+        )
+        Path(args.output).write_text(full.model_dump_json(indent=1))
+        report.warnings.append(f"all {full.n_candidates_tested} scored candidates written to {args.output}")
+    if args.record:
+        from splatnlp.mechinterp.store import ResearchStore
+
+        if not report.matches:
+            raise CLIError("nothing to record: the report has no matches")
+        with ResearchStore() as store:
+            link = store.record_link_from_report(report, 0, recorded_by=args.recorded_by)
+        report.warnings.append(
+            f"recorded link {report.source_model} {link.source_feature} -> {report.target_model} "
+            f"{link.target_feature} ({link.relation})"
+        )
+    _emit(args, report, report.summary())
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    comparison = _matcher(args).compare_features(args.feature, args.target_feature)
+    text = (
+        f"{comparison.source_model} {comparison.source_feature} vs {comparison.target_model} "
+        f"{comparison.target_feature}: {comparison.notes}\n"
+        f"  shared tokens {comparison.shared_tokens[:8]}\n"
+        f"  source only {comparison.source_only_tokens[:8]}\n"
+        f"  target only {comparison.target_only_tokens[:8]}"
+    )
+    _emit(args, comparison, text)
+    return EXIT_OK
+
+
+def _cmd_decompose(args: argparse.Namespace) -> int:
+    d = _matcher(args).find_decomposition(args.feature)
+    n_members = len(d.members)
+    shown = d.model_copy(update={"members": d.members[: args.limit]})
+    r2 = "n/a" if d.r_squared is None else f"{d.r_squared:.3f}"
+    lines = [
+        f"{d.source_model} feature {d.source_feature}: "
+        + (f"split into {n_members} {d.target_model} features" if d.is_split else f"{n_members} member(s), not split")
+        + f" (R^2 {r2})"
+    ]
+    lines += [
+        f"  {d.target_model} {m.feature}: weight {m.weight:.3f}, r={m.activation_correlation:.3f}, "
+        f"shared {m.shared_top_tokens[:3]}"
+        for m in shown.members
+    ]
+    payload = shown.model_dump(mode="json")
+    payload["n_members"] = n_members
+    _emit(args, payload, "\n".join(lines))
+    return EXIT_OK
+
+
 # -- demo ------------------------------------------------------------------------------------
 def _cmd_demo(args: argparse.Namespace) -> int:
     from splatnlp.mechinterp.demo.build import build_demo
@@ -199,6 +282,65 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true", help="rebuild even if already built")
     _add_common(demo)
     demo.set_defaults(func=_cmd_demo)
+
+    def matching_options(p: argparse.ArgumentParser, *, default_source: str) -> None:
+        p.add_argument("--source", default=default_source, help=f"source context name or path (default {default_source})")
+        p.add_argument("--target", default=None, help="target context (default: the other of ultra/full)")
+        p.add_argument(
+            "--top-tokens", default="enrichment", choices=["enrichment", "frequency"],
+            help="top-token definition for token overlap (default enrichment)",
+        )
+
+    match = sub.add_parser(
+        "match",
+        help="score every feature of the other model against one feature",
+        description="Find a feature's counterparts in the other model: every candidate scored exactly.",
+        epilog=_examples_epilog(
+            "splatnlp-mechinterp match 18712 --source ultra --top 5 --json",
+            "splatnlp-mechinterp match 512 --source full --top 3",
+        ),
+        formatter_class=fmt,
+    )
+    match.add_argument("feature", type=int, help="source feature id")
+    matching_options(match, default_source="ultra")
+    match.add_argument("--top", type=int, default=10, help="matches to list (default 10)")
+    match.add_argument("--candidates", type=int, default=None, help="keep only the best N by an exact prefilter")
+    match.add_argument(
+        "--sort-by", default="activation_correlation",
+        choices=["activation_correlation", "combined_score", "top_token_overlap", "decoder_cosine",
+                 "coactivation_jaccard", "p_target_given_source", "p_source_given_target"],
+    )
+    match.add_argument("--no-decomposition", action="store_true", help="skip the decomposition")
+    match.add_argument("--permutations", type=int, default=0, help="empirical null with N shuffles (default: analytic)")
+    match.add_argument("--output", default=None, help="also write every scored candidate to this JSON file")
+    match.add_argument("--record", action="store_true", help="record the top match as a cross-model link in the research store")
+    match.add_argument("--recorded-by", default="splatnlp-mechinterp match", help="who records the link")
+    _add_common(match)
+    match.set_defaults(func=_cmd_match)
+
+    compare = sub.add_parser(
+        "compare",
+        help="every pair metric for one source and one target feature",
+        epilog=_examples_epilog("splatnlp-mechinterp compare 18712 1024 --source ultra --json"),
+        formatter_class=fmt,
+    )
+    compare.add_argument("feature", type=int, help="source feature id")
+    compare.add_argument("target_feature", type=int, help="target feature id")
+    matching_options(compare, default_source="ultra")
+    _add_common(compare)
+    compare.set_defaults(func=_cmd_compare)
+
+    decompose = sub.add_parser(
+        "decompose",
+        help="the target features that together account for a source feature (is it split?)",
+        epilog=_examples_epilog("splatnlp-mechinterp decompose 512 --source full --limit 10 --json"),
+        formatter_class=fmt,
+    )
+    decompose.add_argument("feature", type=int, help="source feature id")
+    matching_options(decompose, default_source="full")
+    decompose.add_argument("--limit", type=int, default=20, help="members to list (default 20); n_members gives the total")
+    _add_common(decompose)
+    decompose.set_defaults(func=_cmd_decompose)
 
     context = sub.add_parser(
         "context",
