@@ -217,6 +217,12 @@ def _cmd_decompose(args: argparse.Namespace) -> int:
 
 # -- demo ------------------------------------------------------------------------------------
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.export_inputs:
+        from splatnlp.mechinterp.demo.build import export_inputs
+
+        paths = export_inputs(args.export_inputs, preset=args.preset, seed=args.seed)
+        _emit(args, {"inputs": paths}, "\n".join(f"{role:<13} {path}" for role, path in paths.items()))
+        return EXIT_OK
     from splatnlp.mechinterp.demo.build import build_demo
     from splatnlp.mechinterp.demo.sample import sample_match
 
@@ -280,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default=None, help="output folder (default: <data dir>/demo/<preset>)")
     demo.add_argument("--force", action="store_true", help="rebuild even if already built")
+    demo.add_argument(
+        "--export-inputs", default=None, metavar="DIR",
+        help="instead of building contexts, write the world's raw inputs (SAE checkpoints, hidden.npy, "
+        "builds.jsonl, vocabularies) to DIR, in the formats `context build` reads",
+    )
     _add_common(demo)
     demo.set_defaults(func=_cmd_demo)
 

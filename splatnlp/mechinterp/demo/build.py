@@ -108,6 +108,37 @@ def build_demo(
     return summary
 
 
+def export_inputs(out_dir: str | Path, *, preset: str = "tiny", seed: int = 0) -> dict[str, str]:
+    """Write a demo world's raw inputs in the formats ``context build`` reads: both SAEs as
+    SplatNLP checkpoints, the hidden states as .npy, the builds as JSON lines, both vocabularies.
+
+    Returns the written paths by role. Useful as a template for one's own data.
+    """
+    import numpy as np
+
+    from splatnlp.mechinterp.sae import save_sae
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    world = generate_world(preset, seed=seed)
+    paths = {
+        "full_sae": save_sae(world.full_sae, out_dir / "full_sae.pt"),
+        "ultra_sae": save_sae(world.ultra_sae, out_dir / "ultra_sae.pt"),
+        "activations": out_dir / "hidden.npy",
+        "examples": out_dir / "builds.jsonl",
+        "vocab": out_dir / "vocab.json",
+        "weapon_vocab": out_dir / "weapon_vocab.json",
+    }
+    np.save(paths["activations"], world.activations)
+    ex = world.examples
+    with open(paths["examples"], "w") as fh:
+        for i in range(ex.n_examples):
+            fh.write(json.dumps(ex.record(i)) + "\n")
+    ex.vocab.to_json(paths["vocab"])
+    ex.weapon_vocab.to_json(paths["weapon_vocab"])
+    return {role: str(path) for role, path in paths.items()}
+
+
 def load_ground_truth(demo_dir: str | Path) -> GroundTruth:
     """The planted answer of a built demo (for tests, benchmarks and evaluation only)."""
     path = Path(demo_dir) / GROUND_TRUTH_FILE
