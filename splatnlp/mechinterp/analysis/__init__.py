@@ -1,5 +1,6 @@
 """Cross-model feature matching: metrics, the matcher and its reports."""
 
+from splatnlp.mechinterp.analysis.align import AlignmentResult, align_features
 from splatnlp.mechinterp.analysis.matcher import FeatureMatcher, MatchOptions
 from splatnlp.mechinterp.analysis.reports import (
     Decomposition,
@@ -12,6 +13,7 @@ from splatnlp.mechinterp.analysis.reports import (
 )
 
 __all__ = [
+    "AlignmentResult",
     "Decomposition",
     "DecompositionMember",
     "FeatureComparison",
@@ -21,4 +23,5 @@ __all__ = [
     "MatchOptions",
     "MatchReport",
     "NullModel",
+    "align_features",
 ]
