@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(decompose)
     decompose.set_defaults(func=_cmd_decompose)
 
+    from splatnlp.mechinterp.cli_state import add_state_commands
+
+    add_state_commands(sub, _add_common)
+
     context = sub.add_parser(
         "context",
         help="list, show, build and import contexts",

@@ -1,16 +1,27 @@
-"""Cross-model feature matching: metrics, the matcher and its reports."""
+"""Cross-model feature matching: metrics, the matcher, its reports, and alignment.
 
-from splatnlp.mechinterp.analysis.align import AlignmentResult, align_features
-from splatnlp.mechinterp.analysis.matcher import FeatureMatcher, MatchOptions
-from splatnlp.mechinterp.analysis.reports import (
-    Decomposition,
-    DecompositionMember,
-    FeatureComparison,
-    FeatureMatch,
-    FeatureSummary,
-    MatchReport,
-    NullModel,
-)
+Names load on first use (PEP 562), so that light users such as the research-state store, which
+only needs the report models, do not pay for importing torch through the matcher (~2.6 s).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "AlignmentResult": "align",
+    "align_features": "align",
+    "FeatureMatcher": "matcher",
+    "MatchOptions": "matcher",
+    "Decomposition": "reports",
+    "DecompositionMember": "reports",
+    "FeatureComparison": "reports",
+    "FeatureMatch": "reports",
+    "FeatureSummary": "reports",
+    "MatchReport": "reports",
+    "NullModel": "reports",
+}
 
 __all__ = [
     "AlignmentResult",
@@ -25,3 +36,29 @@ __all__ = [
     "NullModel",
     "align_features",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from splatnlp.mechinterp.analysis.align import AlignmentResult, align_features
+    from splatnlp.mechinterp.analysis.matcher import FeatureMatcher, MatchOptions
+    from splatnlp.mechinterp.analysis.reports import (
+        Decomposition,
+        DecompositionMember,
+        FeatureComparison,
+        FeatureMatch,
+        FeatureSummary,
+        MatchReport,
+        NullModel,
+    )
