@@ -6,13 +6,15 @@ stdout. Logs and progress go to stderr. Errors with ``--json`` are JSON too::
     {"error": {"type": "KeyError", "message": "...", "hint": "..."}}
 
 Exit codes: 0 ok; 1 unexpected internal error; 2 bad input (bad arguments or values, unknown
-names); 3 something needed is missing (a context, a file, the demo); 130 interrupted.
+names); 3 something needed is missing (a context, a file, the demo); 130 interrupted;
+141 the output pipe was closed by its reader.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed writer
 JSON_SCHEMA_VERSION = 1
 
 
@@ -461,6 +464,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as Unix tools do, and keep the
+        # interpreter from failing again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
         code, hint = _error_code(exc)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)

@@ -88,3 +88,20 @@ def test_help_shows_an_example(command: str, capsys: pytest.CaptureFixture[str])
         main([command, "--help"])
     assert exc.value.code == 0
     assert "example:" in capsys.readouterr().out
+
+
+def test_closed_output_pipe_exits_quietly(demo_contexts: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "splatnlp.mechinterp", "context", "list", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    proc.stdout.close()  # the reader goes away before the CLI writes anything
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141
+    assert b"Traceback" not in err
