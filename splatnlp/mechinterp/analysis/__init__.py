@@ -11,6 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "AlignmentResult": "align",
+    "AlignmentReport": "alignment",
+    "AlignmentTables": "alignment",
+    "AlignOptions": "alignment",
+    "align_contexts": "alignment",
+    "load_tables": "alignment",
+    "save_tables": "alignment",
     "align_features": "align",
     "FeatureMatcher": "matcher",
     "MatchOptions": "matcher",
@@ -24,7 +30,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AlignOptions",
+    "AlignmentReport",
     "AlignmentResult",
+    "AlignmentTables",
     "Decomposition",
     "DecompositionMember",
     "FeatureComparison",
@@ -34,7 +43,10 @@ __all__ = [
     "MatchOptions",
     "MatchReport",
     "NullModel",
+    "align_contexts",
     "align_features",
+    "load_tables",
+    "save_tables",
 ]
 
 
@@ -52,6 +64,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from splatnlp.mechinterp.analysis.align import AlignmentResult, align_features
+    from splatnlp.mechinterp.analysis.alignment import (
+        AlignmentReport,
+        AlignmentTables,
+        AlignOptions,
+        align_contexts,
+        load_tables,
+        save_tables,
+    )
     from splatnlp.mechinterp.analysis.matcher import FeatureMatcher, MatchOptions
     from splatnlp.mechinterp.analysis.reports import (
         Decomposition,

@@ -98,8 +98,9 @@ class MatchOptions(BaseModel):
         return weights
 
 
-class _Side:
-    """Per-context arrays the matcher needs, computed once and cached."""
+class FeatureArrays:
+    """Per-context arrays the matcher and alignment need (counts, moments, top-token sets, unit
+    decoder rows), computed once per context and options and cached."""
 
     def __init__(self, ctx: MechInterpContext, options: MatchOptions):
         self.ctx = ctx
@@ -252,8 +253,8 @@ class FeatureMatcher:
         unknown = set(self.options.weights) - set(SORT_KEYS[1:])
         if unknown:
             raise ValueError(f"weights name unknown metrics {sorted(unknown)}; allowed: {list(SORT_KEYS[1:])}")
-        self._source = _Side(source_ctx, self.options)
-        self._target = _Side(target_ctx, self.options)
+        self._source = FeatureArrays(source_ctx, self.options)
+        self._target = FeatureArrays(target_ctx, self.options)
 
     @staticmethod
     def _default_target(source: MechInterpContext) -> MechInterpContext:
