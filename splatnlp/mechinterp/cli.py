@@ -151,24 +151,20 @@ def _matcher(args: argparse.Namespace):
 
 def _cmd_match(args: argparse.Namespace) -> int:
     matcher = _matcher(args)
+    # With --output the full table (every scored candidate) goes to the file and stdout keeps the
+    # --top first of the same report: one scoring pass, not two. --top is still validated.
+    n_top = matcher.target_ctx.n_features if args.output and args.top >= 1 else args.top
     report = matcher.find_matches(
         args.feature,
         n_candidates=args.candidates,
-        n_top_matches=args.top,
+        n_top_matches=n_top,
         sort_by=args.sort_by,
         decompose=not args.no_decomposition,
     )
     if args.output:
-        # The full table (every scored candidate, same order) goes to a file, never to stdout.
-        full = matcher.find_matches(
-            args.feature,
-            n_candidates=args.candidates,
-            n_top_matches=report.n_candidates_tested,
-            sort_by=args.sort_by,
-            decompose=not args.no_decomposition,
-        )
-        Path(args.output).write_text(full.model_dump_json(indent=1))
-        report.warnings.append(f"all {full.n_candidates_tested} scored candidates written to {args.output}")
+        Path(args.output).write_text(report.model_dump_json(indent=1))
+        report = report.model_copy(update={"matches": report.matches[: args.top]})
+        report.warnings.append(f"all {report.n_candidates_tested} scored candidates written to {args.output}")
     if args.record:
         from splatnlp.mechinterp.store import ResearchStore
 

@@ -55,7 +55,7 @@ from pydantic import (
     model_validator,
 )
 
-from splatnlp.mechinterp.analysis.reports import Relation
+from splatnlp.mechinterp.analysis.reports import PAIR_METRICS, Relation
 from splatnlp.mechinterp.config import data_dir, load_config
 
 if TYPE_CHECKING:
@@ -80,16 +80,7 @@ UTCDatetime = Annotated[AwareDatetime, AfterValidator(lambda d: d.astimezone(tim
 """A timezone-aware datetime, converted to UTC (naive datetimes are refused: ambiguous)."""
 
 # The metrics of a FeatureMatch that a link keeps as its scores.
-LINK_SCORE_FIELDS: tuple[str, ...] = (
-    "activation_correlation",
-    "top_token_overlap",
-    "decoder_cosine",
-    "coactivation_jaccard",
-    "p_target_given_source",
-    "p_source_given_target",
-    "combined_score",
-    "p_value",
-)
+LINK_SCORE_FIELDS: tuple[str, ...] = (*PAIR_METRICS, "combined_score", "p_value")
 
 T = TypeVar("T")
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from splatnlp.mechinterp.analysis import metrics as M
 from splatnlp.mechinterp.analysis.reports import (
+    PAIR_METRICS,
     Decomposition,
     DecompositionMember,
     FeatureComparison,
@@ -38,15 +39,7 @@ from splatnlp.mechinterp.analysis.tokens import (
 from splatnlp.mechinterp.context import MechInterpContext, load_context
 
 OTHER_MODEL = {"ultra": "full", "full": "ultra"}
-SORT_KEYS = (
-    "combined_score",
-    "activation_correlation",
-    "top_token_overlap",
-    "decoder_cosine",
-    "coactivation_jaccard",
-    "p_target_given_source",
-    "p_source_given_target",
-)
+SORT_KEYS = ("combined_score", *PAIR_METRICS)
 SortKey = Literal[
     "combined_score",
     "activation_correlation",
@@ -90,10 +83,10 @@ class MatchOptions(BaseModel):
     @field_validator("weights")
     @classmethod
     def _known_metrics(cls, weights: dict[str, float]) -> dict[str, float]:
-        unknown = set(weights) - set(SORT_KEYS[1:])
+        unknown = set(weights) - set(PAIR_METRICS)
         if unknown:
             raise ValueError(
-                f"weights name unknown metrics {sorted(unknown)}; allowed: {list(SORT_KEYS[1:])}"
+                f"weights name unknown metrics {sorted(unknown)}; allowed: {list(PAIR_METRICS)}"
             )
         return weights
 
@@ -250,9 +243,6 @@ class FeatureMatcher:
         self.source_ctx = source_ctx
         self.target_ctx = target_ctx
         self.options = options or MatchOptions()
-        unknown = set(self.options.weights) - set(SORT_KEYS[1:])
-        if unknown:
-            raise ValueError(f"weights name unknown metrics {sorted(unknown)}; allowed: {list(SORT_KEYS[1:])}")
         self._source = FeatureArrays(source_ctx, self.options)
         self._target = FeatureArrays(target_ctx, self.options)
 
@@ -287,7 +277,7 @@ class FeatureMatcher:
         count_s = int(len(rows))
         dot, coactive = M.pair_sums(rows, values, self.target_ctx.codes.csr)
         corr = M.pearson(dot, n, src.mean[feature], src.std[feature], tgt.mean, tgt.std)
-        p_ts = M.containment(coactive, count_s) * np.ones(len(dot))
+        p_ts = M.containment(coactive, count_s)
         p_st = M.containment(coactive, tgt.count)
         cj = M.coactivation_jaccard(coactive, count_s, tgt.count)
         tok, _ = M.set_jaccard(src.top_tokens[feature], tgt.token_sets)

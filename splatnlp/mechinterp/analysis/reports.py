@@ -29,6 +29,18 @@ RELATIONS: tuple[str, ...] = (
 )
 
 
+PAIR_METRICS: tuple[str, ...] = (
+    "activation_correlation",
+    "top_token_overlap",
+    "decoder_cosine",
+    "coactivation_jaccard",
+    "p_target_given_source",
+    "p_source_given_target",
+)
+"""The per-pair metrics of a FeatureMatch, in report order (the one list the matcher, its CLI and
+the research store share)."""
+
+
 class TokenScore(BaseModel):
     token: str
     score: float
