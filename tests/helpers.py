@@ -189,3 +189,23 @@ def build_planted_pair(root: Path, seed: int = 0) -> Pair:
         target_codes=target.codes.csr.toarray().astype(np.float64),
         examples=examples,
     )
+
+
+def as_input_format(x: np.ndarray, fmt: str):
+    """The same codes in one of the input forms ``align_features`` and ``linear_cka`` accept."""
+    import torch
+
+    return {
+        "numpy": lambda: x,
+        "numpy_float32": lambda: x.astype(np.float32),
+        "numpy_fortran": lambda: np.asfortranarray(x),
+        "torch": lambda: torch.from_numpy(x),
+        "torch_float32": lambda: torch.from_numpy(x).float().requires_grad_(),
+        "scipy_csr_matrix": lambda: sp.csr_matrix(x),
+        "scipy_csr_float32": lambda: sp.csr_array(x.astype(np.float32)),
+        "scipy_csc_matrix": lambda: sp.csc_matrix(x),
+        "scipy_coo_array": lambda: sp.coo_array(x),
+        "torch_coo": lambda: torch.from_numpy(x).to_sparse_coo(),
+        "torch_csr": lambda: torch.from_numpy(x).to_sparse_csr(),
+        "torch_csc": lambda: torch.from_numpy(x).to_sparse_csc(),
+    }[fmt]()

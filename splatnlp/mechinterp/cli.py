@@ -146,7 +146,7 @@ def _matcher(args: argparse.Namespace):
         n_permutations=getattr(args, "permutations", 0) or 0,
         top_token_method=args.top_tokens,
     )
-    return FeatureMatcher(source, target, options=options)
+    return FeatureMatcher(source, target, options=options, alignment=getattr(args, "alignment", None))
 
 
 def _cmd_match(args: argparse.Namespace) -> int:
@@ -245,6 +245,45 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- whole dictionaries ----------------------------------------------------------------------
+def _cmd_align(args: argparse.Namespace) -> int:
+    from splatnlp.mechinterp.analysis.alignment import align_contexts
+    from splatnlp.mechinterp.analysis.tables import AlignOptions, check_output_dir, save_tables
+    from splatnlp.mechinterp.context import load_context
+
+    # Everything that can be refused is refused before the long pass.
+    try:
+        out = check_output_dir(args.out)
+    except FileExistsError as exc:
+        raise CLIError(
+            str(exc), hint="pass a new or empty folder, or one an earlier `align` wrote (it is replaced whole)"
+        ) from exc
+    options = AlignOptions(
+        chunk_size=args.chunk_size,
+        n_examples=args.examples,
+        device=args.device,
+        n_null_features=args.null_features,
+        n_null_directions=args.null_directions,
+        cka=args.cka,
+        top_token_method=args.top_tokens,
+        seed=args.seed,
+    )
+    a = load_context(args.a, contexts_dir=args.contexts_dir)
+    b = load_context(args.b, contexts_dir=args.contexts_dir)
+    tables = align_contexts(a, b, options=options, progress=not args.quiet)
+    files = {}
+    if not args.no_plots:
+        from splatnlp.mechinterp.analysis.plots import save_plots
+
+        files["plots"] = lambda path: save_plots(tables, path)
+    save_tables(tables, out, files=files)
+    plots = sorted(str(f) for f in (out / "plots").glob("*.png")) if not args.no_plots else []
+    payload = {"out": str(out), "plots": plots, "report": tables.report.model_dump(mode="json")}
+    text = tables.report.summary() + f"\n  tables written to {out}" + (f" (plots in {out / 'plots'})" if plots else "")
+    _emit(args, payload, text)
+    return EXIT_OK
+
+
 # -- plumbing --------------------------------------------------------------------------------
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -325,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--output", default=None, help="also write every scored candidate to this JSON file")
     match.add_argument("--record", action="store_true", help="record the top match as a cross-model link in the research store")
     match.add_argument("--recorded-by", default="splatnlp-mechinterp match", help="who records the link")
+    match.add_argument(
+        "--alignment", default=None, metavar="DIR",
+        help="tables written by `align`: the report then says what they hold about the feature "
+        "(class, parent, children)",
+    )
     _add_common(match)
     match.set_defaults(func=_cmd_match)
 
@@ -351,6 +395,38 @@ def build_parser() -> argparse.ArgumentParser:
     decompose.add_argument("--limit", type=int, default=20, help="members to list (default 20); n_members gives the total")
     _add_common(decompose)
     decompose.set_defaults(func=_cmd_decompose)
+
+    align = sub.add_parser(
+        "align",
+        help="align two whole dictionaries: best matches, parents, classes, null, plots",
+        description=(
+            "Score every feature of A against every feature of B (one streamed pass over the codes), "
+            "assign each feature of the larger dictionary to its best-correlated parent, classify "
+            "every feature, and write the report, per-feature tables and plots to --out."
+        ),
+        epilog=_examples_epilog(
+            "splatnlp-mechinterp align full ultra --out ./alignment --json",
+            "splatnlp-mechinterp match 18712 --source ultra --alignment ./alignment --json",
+        ),
+        formatter_class=fmt,
+    )
+    align.add_argument("a", help="context A (name or folder), e.g. full")
+    align.add_argument("b", help="context B, e.g. ultra")
+    align.add_argument("--out", required=True, help="folder for report.json, tables and plots (replaced whole)")
+    align.add_argument("--examples", type=int, default=None, help="use the first N examples only (a quick look)")
+    align.add_argument("--chunk-size", type=int, default=2048, help="example rows per streamed chunk (default 2048)")
+    align.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    align.add_argument("--null-features", type=int, default=256, help="random features per side in the null (default 256)")
+    align.add_argument("--null-directions", type=int, default=256, help="random directions in the decoder null (default 256)")
+    align.add_argument("--cka", action="store_true", help="also compute linear CKA between the two code matrices")
+    align.add_argument(
+        "--top-tokens", default="enrichment", choices=["enrichment", "frequency"],
+        help="top-token definition for token overlap (default enrichment)",
+    )
+    align.add_argument("--seed", type=int, default=0)
+    align.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    _add_common(align)
+    align.set_defaults(func=_cmd_align)
 
     from splatnlp.mechinterp.cli_state import add_state_commands
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from functools import cached_property
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from splatnlp.mechinterp import config as cfg
 from splatnlp.mechinterp.codes import CodeStore, write_codes
 from splatnlp.mechinterp.examples import ExampleSet
+from splatnlp.mechinterp.folders import publish_dir, staging_dir
 from splatnlp.mechinterp.sae import SAE, SAEFormat, load_sae, save_sae
 from splatnlp.mechinterp.stats import FeatureStats, compute_feature_stats
 from splatnlp.mechinterp.vocab import Vocab, as_vocab
@@ -424,27 +424,6 @@ def list_contexts(*, contexts_dir: str | Path | None = None) -> list[dict[str, A
 
 
 # -- building ----------------------------------------------------------------------------------
-def staging_dir(out_dir: Path) -> Path:
-    """A fresh hidden folder beside ``out_dir`` to build into (same filesystem, so the final
-    rename is atomic); hidden names are never listed as contexts."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    return tmp
-
-
-def publish_dir(tmp: Path, out_dir: Path) -> None:
-    """Move a completed ``tmp`` folder to ``out_dir``, replacing any previous one; the old folder
-    is renamed away first, so a reader sees either the old or the new one, never a mix."""
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out_dir)
-
-
 def _as_vocab(value: Vocab | Mapping[str, int] | str | Path | None, what: str) -> Vocab:
     if value is None:
         raise ValueError(f"{what} is required when examples are not an ExampleSet")

@@ -11,13 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "AlignmentResult": "align",
-    "AlignmentReport": "alignment",
-    "AlignmentTables": "alignment",
-    "AlignOptions": "alignment",
+    "AlignedFeature": "tables",
+    "AlignmentReport": "tables",
+    "AlignmentTables": "tables",
+    "AlignOptions": "tables",
     "align_contexts": "alignment",
-    "load_tables": "alignment",
-    "save_tables": "alignment",
+    "load_tables": "tables",
+    "save_tables": "tables",
     "align_features": "align",
+    "CKAResult": "tables",
+    "linear_cka": "cka",
     "FeatureMatcher": "matcher",
     "MatchOptions": "matcher",
     "Decomposition": "reports",
@@ -31,9 +34,11 @@ _EXPORTS = {
 
 __all__ = [
     "AlignOptions",
+    "AlignedFeature",
     "AlignmentReport",
     "AlignmentResult",
     "AlignmentTables",
+    "CKAResult",
     "Decomposition",
     "DecompositionMember",
     "FeatureComparison",
@@ -45,6 +50,7 @@ __all__ = [
     "NullModel",
     "align_contexts",
     "align_features",
+    "linear_cka",
     "load_tables",
     "save_tables",
 ]
@@ -64,14 +70,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from splatnlp.mechinterp.analysis.align import AlignmentResult, align_features
-    from splatnlp.mechinterp.analysis.alignment import (
-        AlignmentReport,
-        AlignmentTables,
-        AlignOptions,
-        align_contexts,
-        load_tables,
-        save_tables,
-    )
+    from splatnlp.mechinterp.analysis.alignment import align_contexts
+    from splatnlp.mechinterp.analysis.cka import linear_cka
     from splatnlp.mechinterp.analysis.matcher import FeatureMatcher, MatchOptions
     from splatnlp.mechinterp.analysis.reports import (
         Decomposition,
@@ -81,4 +81,13 @@ if TYPE_CHECKING:
         FeatureSummary,
         MatchReport,
         NullModel,
+    )
+    from splatnlp.mechinterp.analysis.tables import (
+        AlignedFeature,
+        AlignmentReport,
+        AlignmentTables,
+        AlignOptions,
+        CKAResult,
+        load_tables,
+        save_tables,
     )

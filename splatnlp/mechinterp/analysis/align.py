@@ -14,13 +14,14 @@ input raises ``ValueError`` / ``TypeError`` instead of ``assert``.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+
+from splatnlp.mechinterp.analysis.streaming import pair_sums_streamed, resolve_device
 
 __all__ = ["AlignmentResult", "align_features"]
 
@@ -30,6 +31,9 @@ below float32 resolution of its level (float32 epsilon is 1.2e-7), so the cosine
 noise. Scale-invariant, unlike the original's absolute ``1e-9`` added to the norm."""
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_STATS_CHUNK_ENTRIES = 1 << 24
+"""Stored entries per column chunk when a sparse input's statistics are computed."""
+
 _SPARSE_LAYOUTS = (
     torch.sparse_coo,
     torch.sparse_csr,
@@ -70,6 +74,8 @@ def align_features(
     threshold: float = 0.8,
     device: str | torch.device = "auto",
     block: int = 4096,
+    *,
+    chunk_size: int = 2048,
 ) -> AlignmentResult:
     """Centered-cosine alignment of every feature of dictionary A with every feature of B.
 
@@ -98,6 +104,9 @@ def align_features(
         copy, prepared ``block`` columns at a time; sparse B: its nonzeros), one block of A
         columns and one (block, K_b) slice of the cosine. Results do not depend on it beyond
         float32 matmul rounding (a few 1e-6).
+    chunk_size : int
+        With both inputs sparse, example rows per streamed chunk (keyword only; not part of
+        FeatureMatch's signature): memory holds one (chunk_size, min(K_a, K_b)) dense slice.
 
     Returns
     -------
@@ -107,12 +116,14 @@ def align_features(
 
     Notes
     -----
-    - Sparse inputs are never densified: A is read ``block`` columns at a time, B's nonzeros are
-      held once (float64 CPU copies of both are made for the column statistics). With both sparse,
-      ``Z_a_c^T Z_b_c = Z_a^T Z_b - n_examples mu_a mu_b^T`` comes from a sparse product, with
-      norms from column sums of squares; that product runs in float64 (on the device) because
-      the mean correction subtracts nearly equal numbers. With one side dense, the dense side
-      is centered first, so no correction is needed and float32 is exact enough.
+    - Sparse inputs are never densified whole (float64 CPU copies of both are made for the column
+      statistics). With both sparse, ``Z_a_c^T Z_b_c = Z_a^T Z_b - n_examples mu_a mu_b^T``: the
+      raw product streams over ``chunk_size`` rows at a time (the side with fewer features
+      densified per chunk, float32 products summed in float64 per chunk, as whole-dictionary
+      alignment does), and the mean correction runs in float64 because it subtracts nearly
+      equal numbers. With one side sparse, A is read ``block`` columns at a time and B's nonzeros
+      are held once; the dense side is centered first, so no correction is needed and float32 is
+      exact enough.
     - Dense blocks are centered and normalized in float64 (temporaries of a few (n, block)
       float64 arrays), then multiplied in float32; sparse columns are first divided by their
       largest absolute value (the cosine is scale-invariant) so float32 products cannot overflow.
@@ -162,8 +173,11 @@ def align_features(
                 f"{codes.name} has no features (shape {(codes.n_examples, codes.n_features)}); "
                 f"expected at least one column"
             )
-    topk = _check_int(topk, "topk")
-    block = _check_int(block, "block")
+    topk = check_int(topk, "topk")
+    block = check_int(block, "block")
+    chunk_size = check_int(chunk_size, "chunk_size")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if topk < 1:
         raise ValueError(f"topk must be >= 1, got {topk}")
     if block < 1:
@@ -174,19 +188,28 @@ def align_features(
         raise TypeError(f"threshold must be a real number, got {threshold!r}")
     if math.isnan(threshold):
         raise ValueError(f"threshold must be a number, got {threshold!r}")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     a.load()
     b.load()
 
     with torch.no_grad():
-        return _align(a, b, topk=topk, threshold=float(threshold), device=dev, block=block)
+        return _align(
+            a, b, topk=topk, threshold=float(threshold), device=dev, block=block, chunk_size=chunk_size
+        )
 
 
 # --- the computation --------------------------------------------------------------------------
 
 
 def _align(
-    a: _Codes, b: _Codes, *, topk: int, threshold: float, device: torch.device, block: int
+    a: _Codes,
+    b: _Codes,
+    *,
+    topk: int,
+    threshold: float,
+    device: torch.device,
+    block: int,
+    chunk_size: int,
 ) -> AlignmentResult:
     """The blocked loop over A's columns; inputs already validated."""
     n, k_a, k_b = a.n_examples, a.n_features, b.n_features
@@ -194,8 +217,23 @@ def _align(
     # float64 only where the mean correction needs it (see align_features' notes).
     gram_dtype = torch.float64 if both_sparse else torch.float32
 
-    if b.is_sparse:
-        # A sparse: G = A_blk^T @ B, B as (n, K_b). A dense: (B^T @ A_blk)^T, B^T as (K_b, n).
+    gram_all = None
+    if both_sparse:
+        # One streamed pass over row chunks (float32 products summed in float64), as whole-
+        # dictionary alignment does: a sparse x sparse product with a nearly dense (K_a, K_b)
+        # result was ~6x slower and held the whole of B twice (measured at 2,000 x 24,576).
+        a_csr = a.scaled_csr()
+        a.release()  # the CSC copies are not read again on this path
+        b_csr = b.scaled_csr()
+        b.release()
+        gram_all, _ = pair_sums_streamed(a_csr, b_csr, chunk_size=chunk_size, device=device, coactive=False)
+        del a_csr, b_csr
+        b_dev = None
+        zero_b = torch.from_numpy(b.zero_variance).to(device)
+        b_mean = torch.from_numpy(b.mean).to(device, gram_dtype)
+        b_norm = torch.from_numpy(b.centered_norm).to(device, gram_dtype)
+    elif b.is_sparse:
+        # A dense: (B^T @ A_blk)^T, B^T as (K_b, n).
         b_dev = b.sparse_block(0, k_b, device, gram_dtype, transpose=not a.is_sparse)
         zero_b = torch.from_numpy(b.zero_variance).to(device)
         b_mean = torch.from_numpy(b.mean).to(device, gram_dtype)
@@ -217,15 +255,12 @@ def _align(
     for i0 in range(0, k_a, block):
         i1 = min(i0 + block, k_a)
         if a.is_sparse:
-            a_t = a.sparse_block(i0, i1, device, gram_dtype, transpose=True)  # (b, n)
+            a_t = None if both_sparse else a.sparse_block(i0, i1, device, gram_dtype, transpose=True)  # (b, n)
             zero_blk = torch.from_numpy(a.zero_variance[i0:i1]).to(device)
             a_norm = torch.from_numpy(a.centered_norm[i0:i1]).to(device, gram_dtype)
             if b.is_sparse:
                 a_mean = torch.from_numpy(a.mean[i0:i1]).to(device, gram_dtype)
-                with warnings.catch_warnings():
-                    # torch routes COO @ COO through CSR and warns that CSR is "beta".
-                    warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
-                    gram = torch.sparse.mm(a_t, b_dev).to_dense()
+                gram = torch.from_numpy(gram_all[i0:i1]).to(device, gram_dtype)
                 gram -= n * a_mean[:, None] * b_mean[None, :]
                 cos = gram / (_safe(a_norm)[:, None] * _safe(b_norm)[None, :])
             else:
@@ -316,32 +351,41 @@ class _Codes:
             return  # dense inputs are checked block by block in _unit_columns
         csc, self._csc = self._csc, None
         n, f = self.n_examples, self.n_features
-        data = csc.data
-        finite = np.isfinite(data) & (np.abs(data) <= _FLOAT32_MAX)
-        if not finite.all():
-            pos = int(np.flatnonzero(~finite)[0])
-            col = int(np.searchsorted(csc.indptr, pos, side="right") - 1)
-            raise ValueError(
-                f"{self.name} holds NaN or inf (or a value beyond float32's range) in column "
-                f"{col}; codes must be finite"
-            )
-        counts = np.diff(csc.indptr)
-        col = np.repeat(np.arange(f), counts)
-        # Scale each column to max |x| = 1: float32 products with it can then not overflow.
-        scale = np.zeros(f)
-        nonempty = counts > 0
-        if data.size:
-            scale[nonempty] = np.maximum.reduceat(np.abs(data), csc.indptr[:-1][nonempty])
-        scale[scale == 0] = 1.0
-        data = data / scale[col]
-        self.indptr, self.indices, self.data, self.col = csc.indptr, csc.indices, data, col
-        # Two-pass moments over all n rows (the implicit zeros contribute (0 - mean)^2 each).
-        self.mean = _column_sums(col, data, f) / n
-        centered_sq = _column_sums(col, (data - self.mean[col]) ** 2, f)
+        indptr, counts = csc.indptr, np.diff(csc.indptr)
+        data = csc.data  # float32 or float64, our own copy: scaled in place below, kept float32
+        self.mean, centered_sq, raw_sq = np.zeros(f), np.zeros(f), np.zeros(f)
+        # Column chunks of ~16M entries: float64 temporaries stay ~0.5 GB however large the
+        # input (whole-array temporaries took align_features to 13 GB at 100,000 x 24,576).
+        for j0, j1 in _column_chunks(indptr, _STATS_CHUNK_ENTRIES):
+            lo, hi = int(indptr[j0]), int(indptr[j1])
+            d = data[lo:hi].astype(np.float64)
+            bad = ~(np.isfinite(d) & (np.abs(d) <= _FLOAT32_MAX))
+            if bad.any():
+                pos = lo + int(np.flatnonzero(bad)[0])
+                col = int(np.searchsorted(indptr, pos, side="right") - 1)
+                raise ValueError(
+                    f"{self.name} holds NaN or inf (or a value beyond float32's range) in column "
+                    f"{col}; codes must be finite"
+                )
+            col = np.repeat(np.arange(j1 - j0), counts[j0:j1])
+            # Scale each column to max |x| = 1: float32 products with it can then not overflow.
+            scale = np.zeros(j1 - j0)
+            nonempty = counts[j0:j1] > 0
+            if hi > lo:
+                scale[nonempty] = np.maximum.reduceat(np.abs(d), indptr[j0:j1][nonempty] - lo)
+            scale[scale == 0] = 1.0
+            d /= scale[col]
+            data[lo:hi] = d
+            # Two-pass moments over all n rows (the implicit zeros contribute (0 - mean)^2 each).
+            mean = _column_sums(col, d, j1 - j0) / n
+            self.mean[j0:j1] = mean
+            centered_sq[j0:j1] = _column_sums(col, (d - mean[col]) ** 2, j1 - j0)
+            raw_sq[j0:j1] = _column_sums(col, d * d, j1 - j0)
         centered_sq += (n - counts) * self.mean**2
+        self.indptr, self.indices = indptr, csc.indices
+        self.data = data.astype(np.float32, copy=False)  # products run in float32
         self.centered_norm = np.sqrt(centered_sq)
-        raw_norm = np.sqrt(_column_sums(col, data * data, f))
-        self.zero_variance = self.centered_norm <= ZERO_VARIANCE_RTOL * raw_norm
+        self.zero_variance = self.centered_norm <= ZERO_VARIANCE_RTOL * np.sqrt(raw_sq)
 
     def dense_block(self, j0: int, j1: int, device: torch.device) -> torch.Tensor:
         """Columns j0..j1 as a float32 tensor on the device (only this block is copied)."""
@@ -351,13 +395,24 @@ class _Codes:
             return torch.from_numpy(block).to(device)
         return self.dense[:, j0:j1].detach().to(device=device, dtype=torch.float32)
 
+    def release(self) -> None:
+        """Drop the sparse copy (statistics stay)."""
+        self.indptr = self.indices = self.data = None
+
+    def scaled_csr(self) -> sp.csr_matrix:
+        """The scaled sparse codes as a float32 CSR matrix of shape (n_examples, n_features)."""
+        csc = sp.csc_matrix(
+            (self.data, self.indices, self.indptr), shape=(self.n_examples, self.n_features)
+        )
+        return csc.tocsr()
+
     def sparse_block(
         self, j0: int, j1: int, device: torch.device, dtype: torch.dtype, *, transpose: bool
     ) -> torch.Tensor:
         """Columns j0..j1 as a torch COO tensor: (j1 - j0, n) if ``transpose`` else (n, j1 - j0)."""
         lo, hi = int(self.indptr[j0]), int(self.indptr[j1])
         rows = torch.from_numpy(self.indices[lo:hi].astype(np.int64))
-        cols = torch.from_numpy(self.col[lo:hi] - j0)
+        cols = torch.from_numpy(np.repeat(np.arange(j1 - j0), np.diff(self.indptr[j0 : j1 + 1])))
         values = torch.from_numpy(self.data[lo:hi]).to(dtype)
         shape = (j1 - j0, self.n_examples)
         # CSC order is (column, row)-sorted: the transpose is already coalesced.
@@ -369,13 +424,28 @@ class _Codes:
         return tensor.to(device)
 
 
+def _column_chunks(indptr: np.ndarray, max_entries: int) -> list[tuple[int, int]]:
+    """Consecutive column ranges (j0, j1) of a CSC matrix holding about ``max_entries`` stored
+    entries each (a single column may hold more)."""
+    f = len(indptr) - 1
+    bounds, j0 = [], 0
+    while j0 < f:
+        j1 = int(np.searchsorted(indptr, indptr[j0] + max_entries, side="right")) - 1
+        j1 = min(max(j1, j0 + 1), f)
+        bounds.append((j0, j1))
+        j0 = j1
+    return bounds
+
+
 def _column_sums(col: np.ndarray, weights: np.ndarray, n_features: int) -> np.ndarray:
     """Per-column float64 sums of entry weights (bincount returns int64 when there are none)."""
     return np.bincount(col, weights=weights, minlength=n_features).astype(np.float64, copy=False)
 
 
-def _as_codes(Z: Any, name: str) -> _Codes:
-    """Validate one input's type, rank and dtype; sparse inputs become a float64 CSC copy."""
+def validated_codes(Z: Any, name: str) -> tuple[np.ndarray | torch.Tensor | None, Any]:
+    """Check one code matrix's type, rank and dtype: returns ``(dense, None)`` for a numpy array or
+    strided tensor, ``(None, sparse)`` for a scipy sparse matrix (as given) or a torch sparse
+    tensor (as a float64 scipy COO array). Shared by :func:`align_features` and ``linear_cka``."""
     if isinstance(Z, torch.Tensor):
         if Z.dim() != 2:
             raise ValueError(
@@ -386,7 +456,7 @@ def _as_codes(Z: Any, name: str) -> _Codes:
                 f"{name} has complex dtype {Z.dtype}; expected real (float, int or bool)"
             )
         if Z.layout == torch.strided:
-            return _Codes(name, Z, None)
+            return Z, None
         if Z.layout not in _SPARSE_LAYOUTS:
             raise TypeError(f"{name} has unsupported layout {Z.layout}")
         coo = Z.detach().to_sparse_coo().coalesce()
@@ -397,27 +467,39 @@ def _as_codes(Z: Any, name: str) -> _Codes:
             )
         rows, cols = coo.indices().cpu().numpy()
         values = coo.values().detach().cpu().to(torch.float64).numpy()
-        csc = sp.csc_array((values, (rows, cols)), shape=tuple(Z.shape))
-        csc.sum_duplicates()
-        return _Codes(name, None, csc)
+        return None, sp.coo_array((values, (rows, cols)), shape=tuple(Z.shape))
     if sp.issparse(Z):
         if Z.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_examples, n_features), got shape {Z.shape}")
         _check_numpy_dtype(Z.dtype, name)
-        # A copy: sum_duplicates sorts in place, and the caller's matrix stays untouched.
-        csc = sp.csc_array(Z, dtype=np.float64, copy=True)
-        csc.sum_duplicates()
-        return _Codes(name, None, csc)
+        return None, Z
     if isinstance(Z, np.ndarray):
         Z = np.asarray(Z)  # np.matrix -> ndarray view
         if Z.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_examples, n_features), got shape {Z.shape}")
         _check_numpy_dtype(Z.dtype, name)
-        return _Codes(name, Z, None)
+        return Z, None
     raise TypeError(
         f"{name} must be a torch tensor, a numpy array or a scipy sparse matrix, got "
         f"{type(Z).__name__}"
     )
+
+
+def _as_codes(Z: Any, name: str) -> _Codes:
+    """Validated input; sparse inputs become a float64 CSC copy with duplicates summed."""
+    dense, sparse = validated_codes(Z, name)
+    if sparse is None:
+        return _Codes(name, dense, None)
+    # A copy: sum_duplicates sorts in place, and the caller's matrix stays untouched.
+    # float32 stays float32 (half the memory of a float64 copy); other dtypes become float64 and
+    # are checked against float32's range before being stored as float32.
+    dtype = np.float32 if sparse.dtype == np.float32 else np.float64
+    # One new copy: tocsc() of another format already allocates, so it is not copied again.
+    csc = sp.csc_array(sparse.copy() if sparse.format == "csc" else sparse.tocsc())
+    if csc.dtype != dtype:
+        csc = csc.astype(dtype)
+    csc.sum_duplicates()
+    return _Codes(name, None, csc)
 
 
 def _check_numpy_dtype(dtype: np.dtype, name: str) -> None:
@@ -426,33 +508,10 @@ def _check_numpy_dtype(dtype: np.dtype, name: str) -> None:
         raise TypeError(f"{name} has dtype {dtype}; expected real numbers (float, int or bool)")
 
 
-def _check_int(value: Any, name: str) -> int:
+def check_int(value: Any, name: str) -> int:
     """An int (numpy integers included, bool excluded)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {value!r}")
     return int(value)
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> CUDA when available else CPU; CPU or an available CUDA device otherwise."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda', 'cuda:<index>' or a "
-            f"torch.device"
-        ) from exc
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r} is not supported; expected 'auto', 'cpu' or 'cuda'")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {device!r} was requested but CUDA is not available; use 'auto' or 'cpu'"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {device!r} does not exist; {torch.cuda.device_count()} CUDA device(s)"
-            )
-    return dev

@@ -26,262 +26,68 @@ both token sets are empty (symmetric, unlike the matcher, which gives a dead *ta
 a source with tokens); decoder cosine where either decoder row is the zero vector. A best match
 is ``-1`` with score NaN when a feature has no defined score at all.
 
-Saved layout of :func:`save_tables` (``load_tables`` reads it back)::
-
-    report.json            the AlignmentReport (options, fingerprints, summaries, timings)
-    a/<array>.npy          per-feature arrays of side A, shape (K_a,), listed in SIDE_ARRAYS
-    b/<array>.npy          the same for side B, shape (K_b,)
-
-Arrays: ``best_<metric>_index`` (int64, -1 = none) and ``best_<metric>_score`` (float64, NaN =
-none) for each metric in :data:`METRICS`; ``count`` (int64, examples where active); ``parent``
-(int64: on the larger side, the assigned feature of the smaller side, -1 = none; on the smaller
-side all -1) and ``parent_score`` (its correlation, NaN = none); ``n_assigned`` (int64: on the
-smaller side, how many larger-side features were assigned to it; 0 on the larger side);
-``hungarian`` / ``hungarian_score`` (the one-to-one partner, -1 / NaN when skipped or unpaired);
-``class_label`` (fixed-width unicode, see :data:`SMALL_CLASSES` and :data:`LARGE_CLASSES`).
+The options, report models and saved layout live in :mod:`splatnlp.mechinterp.analysis.tables`
+(re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import time
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
-import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from splatnlp.mechinterp.analysis import metrics as M
+from splatnlp.mechinterp.analysis.cka import linear_cka
 from splatnlp.mechinterp.analysis.matcher import FeatureArrays, MatchOptions
-from splatnlp.mechinterp.analysis.tokens import TopTokenMethod
+from splatnlp.mechinterp.analysis.streaming import pair_sums_streamed, resolve_device
+from splatnlp.mechinterp.analysis.tables import (
+    BLOCK_ARRAYS,
+    LARGE_CLASSES,
+    METRICS,
+    NULL_ARRAYS,
+    NULL_QUANTILES,
+    SIDE_ARRAYS,
+    SMALL_CLASSES,
+    AlignedFeature,
+    AlignmentReport,
+    AlignmentTables,
+    AlignOptions,
+    HungarianSummary,
+    MetricSummary,
+    NullSummary,
+    load_tables,
+    save_tables,
+)
 from splatnlp.mechinterp.context import MechInterpContext
 
 __all__ = [
+    "BLOCK_ARRAYS",
+    "LARGE_CLASSES",
+    "METRICS",
+    "NULL_ARRAYS",
+    "SIDE_ARRAYS",
+    "SMALL_CLASSES",
     "AlignOptions",
+    "AlignedFeature",
     "AlignmentReport",
     "AlignmentTables",
     "align_contexts",
     "load_tables",
+    "pair_sums_streamed",
     "save_tables",
 ]
 
-METRICS: tuple[str, ...] = (
-    "activation_correlation",
-    "coactivation_jaccard",
-    "p_b_given_a",
-    "p_a_given_b",
-    "decoder_cosine",
-    "top_token_overlap",
-)
-"""The all-pairs metrics, each a (K_a, K_b) matrix; ``p_b_given_a`` is P(b > 0 | a > 0)."""
-
-SMALL_CLASSES: tuple[str, ...] = ("split_parent", "equivalent", "partial", "unique", "dead")
-"""Classes of the smaller dictionary's features: ``dead`` never active; ``split_parent`` >= 2
-larger-side features assigned; ``equivalent`` exactly one, with correlation >=
-``equivalent_correlation``; ``partial`` exactly one, below it; ``unique`` none."""
-
-LARGE_CLASSES: tuple[str, ...] = ("split_child", "equivalent", "partial", "novel", "dead")
-"""Classes of the larger dictionary's features: ``dead`` never active; ``novel`` no parent (best
-correlation below ``related_correlation`` or undefined); otherwise the parent's class
-(``split_child`` for a split parent)."""
-
-SIDE_ARRAYS: tuple[str, ...] = (
-    *(f"best_{m}_{k}" for m in METRICS for k in ("index", "score")),
-    "count",
-    "parent",
-    "parent_score",
-    "n_assigned",
-    "hungarian",
-    "hungarian_score",
-    "class_label",
-)
-NULL_QUANTILES = (0.5, 0.95, 0.99)
-
-
-class AlignOptions(BaseModel):
-    """How two dictionaries are aligned. Thresholds default to :class:`MatchOptions`'s."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    chunk_size: int = Field(2048, ge=1)
-    """Example rows per streamed chunk; memory is about chunk_size x (smaller K) x 8 bytes."""
-    product: Literal["scipy", "torch"] = "torch"
-    """Sparse-times-dense kernel per chunk. torch's CSR kernel is multi-threaded (measured 2.2x
-    faster than scipy's on 2 cores on the tiny demo: 6.4 s vs 13.9 s for the
-    pass at chunk 2048; 7.9 s vs 14.5 s at 512); both give the same sums."""
-    min_active: int = Field(5, ge=1)
-    """Features active on fewer examples get no correlation or containment (NaN)."""
-    related_correlation: float = Field(0.3, ge=-1.0, le=1.0)
-    """A larger-side feature is assigned to its best-correlated smaller-side feature only when
-    their correlation reaches this."""
-    equivalent_correlation: float = Field(0.85, ge=-1.0, le=1.0)
-    """A smaller-side feature with exactly one assigned feature is ``equivalent`` at or above
-    this correlation, ``partial`` below."""
-    hungarian_max_ratio: float = Field(2.0, ge=1.0)
-    """Run the one-to-one Hungarian assignment only when max(K)/min(K) is at most this."""
-    share_threshold: float = 0.5
-    """``share_above_*`` in the metric summaries counts best scores at least this."""
-    top_token_method: TopTokenMethod = "enrichment"
-    n_top_tokens: int = Field(10, ge=1)
-    n_null_features: int = Field(256, ge=0)
-    """Random features of each side whose correlations are recomputed with the example order of
-    that side shuffled once (0: no activation null)."""
-    n_null_directions: int = Field(256, ge=0)
-    """Random unit directions compared with the other side's decoder (0: no decoder null)."""
-    seed: int = 0
-    keep_matrices: bool = False
-    """Keep the six (K_a, K_b) matrices (float32) on the result; 0.2 GB each at real scale."""
-
-
-class MetricSummary(BaseModel):
-    """Best-match scores of one metric, both ways."""
-
-    mean_max_a: float | None
-    """Mean over A features (with a defined score) of their best score against B."""
-    mean_max_b: float | None
-    share_above_a: float | None
-    """Share of A features (with a defined score) whose best score is >= ``threshold``."""
-    share_above_b: float | None
-    threshold: float
-    n_defined_a: int
-    n_defined_b: int
-
-
-class NullSummary(BaseModel):
-    """Chance levels beside the best-match summaries."""
-
-    correlation_max_a: dict[str, float] | None
-    """Quantiles ("0.5", "0.95", "0.99") of the best correlation against all of B of random A
-    features with A's example order shuffled once; None when not computed."""
-    correlation_max_b: dict[str, float] | None
-    n_null_features_a: int
-    n_null_features_b: int
-    decoder_max_a: dict[str, float] | None
-    """Quantiles of the best cosine of a uniformly random unit direction with B's decoder rows
-    (the chance level of A features' best decoder cosine)."""
-    decoder_max_b: dict[str, float] | None
-    seed: int
-
-
-class HungarianSummary(BaseModel):
-    n_pairs: int
-    """min(K_a, K_b) pairs, from ``linear_sum_assignment`` on -correlation (NaN as 0)."""
-    mean_correlation: float | None
-    """Mean correlation of the pairs with a defined one."""
-    n_related: int
-    """Pairs with correlation >= ``related_correlation``."""
-
-
-class AlignmentReport(BaseModel):
-    """Summary of :func:`align_contexts` (JSON round-trip); per-feature arrays live in
-    :class:`AlignmentTables`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    a_name: str
-    b_name: str
-    a_model: str
-    b_model: str
-    a_fingerprint: str
-    b_fingerprint: str
-    n_examples: int
-    n_features_a: int
-    n_features_b: int
-    options: AlignOptions
-    larger_side: Literal["a", "b"]
-    """The side assigned many-to-one to the other (B when the sizes are equal)."""
-    metrics: dict[str, MetricSummary]
-    class_counts_a: dict[str, int]
-    class_counts_b: dict[str, int]
-    hungarian: HungarianSummary | None
-    hungarian_skipped: str | None
-    """Why the Hungarian assignment was skipped (sizes too different), or None."""
-    null: NullSummary
-    elapsed_s: float
-    timings_s: dict[str, float]
-    """Seconds per stage: ``stream``, ``metrics``, ``tokens``, ``decoder``, ``assign``, ``null``."""
-    warnings: list[str] = []
-
-
-@dataclass(eq=False)
-class AlignmentTables:
-    """What :func:`align_contexts` returns: the report, per-feature arrays of both sides
-    (names in :data:`SIDE_ARRAYS`), and the (K_a, K_b) matrices when ``keep_matrices``."""
-
-    report: AlignmentReport
-    a: dict[str, np.ndarray]
-    b: dict[str, np.ndarray]
-    matrices: dict[str, np.ndarray] | None = None
-
-
-# -- streaming ---------------------------------------------------------------------------------
-def _sparse_t_dense(sparse: sp.csr_matrix, dense: np.ndarray, product: str) -> np.ndarray:
-    """``sparse.T @ dense`` of a (rows, K_s) CSR chunk and a (rows, m) array -> (K_s, m)."""
-    if product == "scipy":
-        return np.asarray(sparse.T @ dense)
-    t = sparse.T.tocsr()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        tensor = torch.sparse_csr_tensor(
-            torch.from_numpy(t.indptr.astype(np.int64)),
-            torch.from_numpy(t.indices.astype(np.int64)),
-            torch.from_numpy(np.ascontiguousarray(t.data, dtype=np.float32)),
-            size=t.shape,
-            check_invariants=False,  # built from a canonical scipy CSR just above
-        )
-    return torch.sparse.mm(tensor, torch.from_numpy(dense)).numpy()
-
-
-def pair_sums_streamed(
-    a_csr: sp.csr_matrix,
-    b_csr: sp.csr_matrix,
-    *,
-    chunk_size: int = 2048,
-    product: Literal["scipy", "torch"] = "torch",
-) -> tuple[np.ndarray, np.ndarray]:
-    """All-pairs ``dot`` and ``coactive`` over the examples, streamed in row chunks.
-
-    Parameters
-    ----------
-    a_csr : sparse matrix of shape (n_examples, K_a), CSR, no explicit zeros
-    b_csr : sparse matrix of shape (n_examples, K_b), CSR, same rows
-    chunk_size : rows per chunk (>= 1)
-
-    Returns (dot, coactive), both float64 arrays of shape (K_a, K_b); coactive holds integers.
-    """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    if a_csr.shape[0] != b_csr.shape[0]:
-        raise ValueError(f"a has {a_csr.shape[0]} rows and b has {b_csr.shape[0]}; expected the same examples")
-    n = a_csr.shape[0]
-    # The side with more features stays sparse: densifying it would cost chunk x K_large floats.
-    swap = a_csr.shape[1] < b_csr.shape[1]
-    sparse_side, dense_side = (b_csr, a_csr) if swap else (a_csr, b_csr)
-    k_s, k_d = sparse_side.shape[1], dense_side.shape[1]
-    dot = np.zeros((k_s, k_d))
-    coactive = np.zeros((k_s, k_d))
-    for start in range(0, n, int(chunk_size)):
-        stop = min(start + int(chunk_size), n)
-        s = sp.csr_matrix(sparse_side[start:stop], dtype=np.float32)
-        d = dense_side[start:stop].toarray().astype(np.float32, copy=False)
-        # float32 products, summed into float64 per chunk: within a chunk the error stays ~1e-7
-        # relative, and the chunk sums never lose digits to the running total.
-        dot += _sparse_t_dense(s, d, product)
-        s.data[:] = 1.0  # stored entries are active ones (codes have no explicit zeros)
-        # float32 counts are exact below 2**24 rows per chunk.
-        coactive += _sparse_t_dense(s, (d > 0).astype(np.float32), product)
-    if swap:
-        return dot.T, coactive.T
-    return dot, coactive
-
+HEATMAP_ROWS = 48
+"""Random smaller-side features with at least one assigned feature drawn into the heatmap."""
+HEATMAP_CHILDREN = 6
+"""At most this many assigned features per heatmap row (the best-correlated ones)."""
 
 # -- matrices from sums ------------------------------------------------------------------------
-def _correlation(dot, n, a: FeatureArrays, b: FeatureArrays, min_active: int) -> np.ndarray:
+def _correlation(dot, n, a: _Moments, b: _Moments, min_active: int) -> np.ndarray:
     """Pearson from sums, float64, NaN where undefined; overwrites and returns ``dot``."""
     # In place: these are (K_a, K_b) arrays, 0.4 GB each at real scale.
     r = dot
@@ -307,12 +113,16 @@ def _containment(coactive, count_given: np.ndarray, min_active: int, axis: int) 
 
 
 def _coactivation_jaccard(coactive, count_a, count_b) -> np.ndarray:
-    union = count_a[:, None].astype(coactive.dtype) + count_b[None, :].astype(coactive.dtype) - coactive
+    union = (
+        count_a[:, None].astype(coactive.dtype) + count_b[None, :].astype(coactive.dtype) - coactive
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(union > 0, coactive / np.where(union > 0, union, 1.0), np.nan)
 
 
-def _token_jaccard(a: FeatureArrays, b: FeatureArrays) -> np.ndarray:
+def _token_jaccard(
+    a: FeatureArrays, b: FeatureArrays, count_a: np.ndarray, count_b: np.ndarray
+) -> np.ndarray:
     # Dense float32 product: the token space is small (~200), and a sparse product with a
     # nearly dense (K_a, K_b) result was 4x slower. Counts <= n_top_tokens are exact in float32.
     sets_a = a.token_sets.toarray().astype(np.float32)
@@ -322,8 +132,8 @@ def _token_jaccard(a: FeatureArrays, b: FeatureArrays) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         jac = np.where(union > 0, inter / np.where(union > 0, union, 1.0), np.nan)
     # A dead feature has no top examples to take tokens from: undefined, not "no overlap".
-    jac[a.count == 0, :] = np.nan
-    jac[:, b.count == 0] = np.nan
+    jac[count_a == 0, :] = np.nan
+    jac[:, count_b == 0] = np.nan
     return jac
 
 
@@ -333,7 +143,9 @@ def _best(matrix: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.argmax(filled, axis=axis)
     score = np.take_along_axis(filled, np.expand_dims(idx, axis), axis).squeeze(axis)
     none = ~np.isfinite(score)
-    return np.where(none, -1, idx).astype(np.int64), np.where(none, np.nan, score).astype(np.float64)
+    return np.where(none, -1, idx).astype(np.int64), np.where(none, np.nan, score).astype(
+        np.float64
+    )
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float] | None:
@@ -353,37 +165,73 @@ def _summary(best_a: np.ndarray, best_b: np.ndarray, threshold: float) -> Metric
     mean_a, share_a, n_a = stats(best_a)
     mean_b, share_b, n_b = stats(best_b)
     return MetricSummary(
-        mean_max_a=mean_a, mean_max_b=mean_b, share_above_a=share_a, share_above_b=share_b,
-        threshold=threshold, n_defined_a=n_a, n_defined_b=n_b,
+        mean_max_a=mean_a,
+        mean_max_b=mean_b,
+        share_above_a=share_a,
+        share_above_b=share_b,
+        threshold=threshold,
+        n_defined_a=n_a,
+        n_defined_b=n_b,
     )
 
 
 # -- nulls -------------------------------------------------------------------------------------
+@dataclass
+class _Moments:
+    """Per-feature count, mean and std (population) over the rows aligned, shape (K,) each."""
+
+    count: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, side: FeatureArrays) -> _Moments:
+        return cls(count=side.count, mean=side.mean, std=side.std)
+
+    @classmethod
+    def from_rows(cls, csr: sp.csr_matrix) -> _Moments:
+        """Moments of the columns of a (n, K) CSR slice; std zeroed like FeatureArrays.std."""
+        n, k = csr.shape
+        idx = np.asarray(csr.indices)
+        data = np.asarray(csr.data, dtype=np.float64)
+        mean = np.bincount(idx, weights=data, minlength=k) / n
+        sq = np.bincount(idx, weights=data * data, minlength=k) / n
+        std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+        std = np.where(std <= 1e-5 * np.abs(mean), 0.0, std)  # see FeatureArrays.std
+        return cls(count=np.bincount(idx, minlength=k).astype(np.int64), mean=mean, std=std)
+
+    def subset(self, features: np.ndarray) -> _Moments:
+        return _Moments(
+            count=self.count[features], mean=self.mean[features], std=self.std[features]
+        )
+
+
 def _correlation_null(
-    mine: FeatureArrays, other: FeatureArrays, n_features: int, opt: AlignOptions, rng: np.random.Generator
-) -> tuple[np.ndarray, int]:
-    """Best correlation against all of ``other`` of up to ``n_features`` random live features of
-    ``mine`` after one shuffle of their example order; returns (best per feature, how many)."""
+    mine_ctx: MechInterpContext,
+    mine: _Moments,
+    other_csr: sp.csr_matrix,
+    other: _Moments,
+    opt: AlignOptions,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Best correlation against all of ``other`` of up to ``opt.n_null_features`` random live
+    features of ``mine`` after one shuffle of their example order (over the first
+    ``other_csr.shape[0]`` examples), one value per feature."""
     live = np.flatnonzero((mine.count >= opt.min_active) & (mine.std > 0))
-    if n_features == 0 or len(live) == 0:
-        return np.zeros(0), 0
-    subset = np.sort(rng.choice(live, size=min(n_features, len(live)), replace=False))
-    n = mine.ctx.n_examples
+    if opt.n_null_features == 0 or len(live) == 0:
+        return np.zeros(0)
+    subset = np.sort(rng.choice(live, size=min(opt.n_null_features, len(live)), replace=False))
+    n = other_csr.shape[0]
     perm = rng.permutation(n)
+    # Columns from the CSC copy (a few hundred column reads), then the aligned rows, shuffled.
     # A shuffle keeps every feature's moments, so the real means and stds still apply.
-    shuffled = sp.csr_matrix(mine.ctx.codes.csc[:, subset].tocsr()[perm])
+    shuffled = sp.csr_matrix(mine_ctx.codes.csc[:, subset].tocsr()[:n][perm])
     shuffled.sort_indices()
-    dot, _ = pair_sums_streamed(shuffled, other.ctx.codes.csr, chunk_size=opt.chunk_size, product=opt.product)
-    sub = _SubSide(mine, subset)
-    r = _correlation(dot, n, sub, other, opt.min_active)
-    return _best(r, axis=1)[1], len(subset)
-
-
-class _SubSide:
-    """The moments of some features of a side, shaped like :class:`FeatureArrays` for _correlation."""
-
-    def __init__(self, side: FeatureArrays, subset: np.ndarray):
-        self.mean, self.std, self.count = side.mean[subset], side.std[subset], side.count[subset]
+    dot, _ = pair_sums_streamed(
+        shuffled, other_csr, chunk_size=opt.chunk_size, product=opt.product, device=opt.device
+    )
+    r = _correlation(dot, n, mine.subset(subset), other, opt.min_active)
+    return _best(r, axis=1)[1]
 
 
 def _decoder_null(other: FeatureArrays, n_directions: int, rng: np.random.Generator) -> np.ndarray:
@@ -423,13 +271,45 @@ def _classify(parent, parent_score, count_small, count_large, equivalent_correla
     return small, large, n_assigned
 
 
+def _heatmap_block(
+    corr_ls: np.ndarray, parent: np.ndarray, parent_score: np.ndarray, n_assigned: np.ndarray, rng
+) -> dict[str, np.ndarray]:
+    """The heatmap's rows, columns and correlations (layout in :data:`BLOCK_ARRAYS`) from the
+    (K_large, K_small) correlation and the parent assignment."""
+    candidates = np.flatnonzero(n_assigned >= 1)
+    rows = rng.choice(candidates, size=min(HEATMAP_ROWS, len(candidates)), replace=False)
+    rows = rows[np.lexsort((rows, -n_assigned[rows]))]  # most assigned first, then by id
+    cols, col_row = [], []
+    for position, small in enumerate(rows):
+        children = np.flatnonzero(parent == small)
+        children = children[np.argsort(-parent_score[children], kind="stable")][:HEATMAP_CHILDREN]
+        cols.extend(children.tolist())
+        col_row.extend([position] * len(children))
+    cols = np.asarray(cols, dtype=np.int64)
+    values = (
+        corr_ls[np.ix_(cols, rows)].T.astype(np.float32)
+        if len(cols)
+        else np.zeros((len(rows), 0), np.float32)
+    )
+    return {
+        "rows": rows.astype(np.int64),
+        "cols": cols,
+        "values": values,
+        "col_row": np.asarray(col_row, dtype=np.int64),
+    }
+
+
 def _counts(labels: np.ndarray, classes: tuple[str, ...]) -> dict[str, int]:
     return {c: int((labels == c).sum()) for c in classes}
 
 
 # -- public API --------------------------------------------------------------------------------
 def align_contexts(
-    a: MechInterpContext, b: MechInterpContext, *, options: AlignOptions | None = None
+    a: MechInterpContext,
+    b: MechInterpContext,
+    *,
+    options: AlignOptions | None = None,
+    progress: bool = False,
 ) -> AlignmentTables:
     """Align every feature of ``a`` with every feature of ``b`` over their shared examples.
 
@@ -437,6 +317,7 @@ def align_contexts(
     ----------
     a, b : contexts over the same example set (equal fingerprints)
     options : :class:`AlignOptions`
+    progress : show a progress bar of the main pass over the examples on stderr
 
     Returns
     -------
@@ -463,25 +344,41 @@ def align_contexts(
             "alignment needs codes on one shared example set"
         )
     match_opt = MatchOptions(
-        min_active=opt.min_active, top_token_method=opt.top_token_method, n_top_tokens=opt.n_top_tokens
+        min_active=opt.min_active,
+        top_token_method=opt.top_token_method,
+        n_top_tokens=opt.n_top_tokens,
     )
     side_a, side_b = FeatureArrays(a, match_opt), FeatureArrays(b, match_opt)
-    n = a.n_examples
+    device = resolve_device(opt.device)  # fail on a bad device before the long pass
+    n = a.n_examples if opt.n_examples is None else min(opt.n_examples, a.n_examples)
     timings: dict[str, float] = {}
     notes: list[str] = []
+    if n < a.n_examples:
+        csr_a, csr_b = a.codes.csr[:n], b.codes.csr[:n]
+        mom_a, mom_b = _Moments.from_rows(csr_a), _Moments.from_rows(csr_b)
+        notes.append(
+            f"aligned on the first {n} of {a.n_examples} examples; top tokens come from all of them"
+        )
+    else:
+        csr_a, csr_b = a.codes.csr, b.codes.csr
+        mom_a, mom_b = _Moments.of(side_a), _Moments.of(side_b)
 
     t = time.perf_counter()
-    dot, coactive = pair_sums_streamed(a.codes.csr, b.codes.csr, chunk_size=opt.chunk_size, product=opt.product)
+    dot, coactive = pair_sums_streamed(
+        csr_a, csr_b, chunk_size=opt.chunk_size, product=opt.product, device=device, progress=progress
+    )
     timings["stream"] = time.perf_counter() - t
 
-    tables_a: dict[str, np.ndarray] = {"count": side_a.count.astype(np.int64)}
-    tables_b: dict[str, np.ndarray] = {"count": side_b.count.astype(np.int64)}
+    tables_a: dict[str, np.ndarray] = {"count": mom_a.count.astype(np.int64)}
+    tables_b: dict[str, np.ndarray] = {"count": mom_b.count.astype(np.int64)}
     matrices: dict[str, np.ndarray] = {}
     summaries: dict[str, MetricSummary] = {}
     corr: np.ndarray | None = None
 
     def record(name: str, matrix: np.ndarray) -> None:
-        filled = np.nan_to_num(matrix, nan=-np.inf, neginf=-np.inf)  # one copy serves both directions
+        filled = np.nan_to_num(
+            matrix, nan=-np.inf, neginf=-np.inf
+        )  # one copy serves both directions
         for side, axis in ((tables_a, 1), (tables_b, 0)):
             side[f"best_{name}_index"], side[f"best_{name}_score"] = _best(filled, axis)
         del filled
@@ -493,15 +390,15 @@ def align_contexts(
 
     # One derived matrix at a time, so peak memory is the two accumulators plus one more.
     t = time.perf_counter()
-    corr = _correlation(dot, n, side_a, side_b, opt.min_active)
+    corr = _correlation(dot, n, mom_a, mom_b, opt.min_active)
     del dot
     record("activation_correlation", corr)
     # Counts are exact in float32 (< 2**24 examples); halving the memory traffic of these
     # elementwise (K_a, K_b) passes cut them by about half.
     coactive = coactive.astype(np.float32)
-    record("coactivation_jaccard", _coactivation_jaccard(coactive, side_a.count, side_b.count))
-    record("p_b_given_a", _containment(coactive, side_a.count, opt.min_active, axis=0))
-    record("p_a_given_b", _containment(coactive, side_b.count, opt.min_active, axis=1))
+    record("coactivation_jaccard", _coactivation_jaccard(coactive, mom_a.count, mom_b.count))
+    record("p_b_given_a", _containment(coactive, mom_a.count, opt.min_active, axis=0))
+    record("p_a_given_b", _containment(coactive, mom_b.count, opt.min_active, axis=1))
     del coactive
     timings["metrics"] = time.perf_counter() - t
 
@@ -519,7 +416,7 @@ def align_contexts(
     del dec
     timings["decoder"] = time.perf_counter() - t
     t = time.perf_counter()
-    record("top_token_overlap", _token_jaccard(side_a, side_b))
+    record("top_token_overlap", _token_jaccard(side_a, side_b, mom_a.count, mom_b.count))
     timings["tokens"] = time.perf_counter() - t
 
     # Many-to-one: each feature of the larger dictionary to its best-correlated smaller one.
@@ -531,7 +428,9 @@ def align_contexts(
     small_cls, large_cls, n_assigned = _classify(
         parent, parent_score, small["count"], large["count"], opt.equivalent_correlation
     )
-    large.update(parent=parent, parent_score=parent_score, n_assigned=np.zeros(len(parent), np.int64))
+    large.update(
+        parent=parent, parent_score=parent_score, n_assigned=np.zeros(len(parent), np.int64)
+    )
     small.update(
         parent=np.full(len(n_assigned), -1, np.int64),
         parent_score=np.full(len(n_assigned), np.nan),
@@ -562,24 +461,42 @@ def align_contexts(
             f"hungarian_max_ratio={opt.hungarian_max_ratio}: a one-to-one assignment would leave "
             "most of the larger dictionary unpaired; see the many-to-one parent assignment"
         )
+    rng = np.random.default_rng(opt.seed)
+    block = _heatmap_block(corr_ls, parent, parent_score, n_assigned, rng)
     timings["assign"] = time.perf_counter() - t
-    del corr
+    del corr, corr_ls
 
     t = time.perf_counter()
-    rng = np.random.default_rng(opt.seed)
-    null_a, n_null_a = _correlation_null(side_a, side_b, opt.n_null_features, opt, rng)
-    null_b, n_null_b = _correlation_null(side_b, side_a, opt.n_null_features, opt, rng)
     same_d = a.d_model == b.d_model
+    null_arrays = {
+        "correlation_a": _correlation_null(a, mom_a, csr_b, mom_b, opt, rng),
+        "correlation_b": _correlation_null(b, mom_b, csr_a, mom_a, opt, rng),
+        "decoder_a": _decoder_null(side_b, opt.n_null_directions, rng) if same_d else np.zeros(0),
+        "decoder_b": _decoder_null(side_a, opt.n_null_directions, rng) if same_d else np.zeros(0),
+    }
     null = NullSummary(
-        correlation_max_a=_quantiles(null_a),
-        correlation_max_b=_quantiles(null_b),
-        n_null_features_a=n_null_a,
-        n_null_features_b=n_null_b,
-        decoder_max_a=_quantiles(_decoder_null(side_b, opt.n_null_directions, rng)) if same_d else None,
-        decoder_max_b=_quantiles(_decoder_null(side_a, opt.n_null_directions, rng)) if same_d else None,
+        correlation_max_a=_quantiles(null_arrays["correlation_a"]),
+        correlation_max_b=_quantiles(null_arrays["correlation_b"]),
+        n_null_features_a=len(null_arrays["correlation_a"]),
+        n_null_features_b=len(null_arrays["correlation_b"]),
+        decoder_max_a=_quantiles(null_arrays["decoder_a"]),
+        decoder_max_b=_quantiles(null_arrays["decoder_b"]),
         seed=opt.seed,
     )
     timings["null"] = time.perf_counter() - t
+
+    cka = None
+    if opt.cka:
+        t = time.perf_counter()
+        cka = linear_cka(
+            csr_a,
+            csr_b,
+            batch_size=opt.cka_batch_size,
+            n_permutations=opt.n_cka_permutations,
+            seed=opt.seed,
+            device=device,
+        )
+        timings["cka"] = time.perf_counter() - t
 
     report = AlignmentReport(
         a_name=a.name,
@@ -589,52 +506,31 @@ def align_contexts(
         a_fingerprint=a.fingerprint,
         b_fingerprint=b.fingerprint,
         n_examples=n,
+        n_examples_context=a.n_examples,
         n_features_a=a.n_features,
         n_features_b=b.n_features,
         options=opt,
         larger_side=larger,
         metrics=summaries,
-        class_counts_a=_counts(tables_a["class_label"], LARGE_CLASSES if larger == "a" else SMALL_CLASSES),
-        class_counts_b=_counts(tables_b["class_label"], LARGE_CLASSES if larger == "b" else SMALL_CLASSES),
+        class_counts_a=_counts(
+            tables_a["class_label"], LARGE_CLASSES if larger == "a" else SMALL_CLASSES
+        ),
+        class_counts_b=_counts(
+            tables_b["class_label"], LARGE_CLASSES if larger == "b" else SMALL_CLASSES
+        ),
         hungarian=hungarian,
         hungarian_skipped=skipped,
         null=null,
+        cka=cka,
         elapsed_s=time.perf_counter() - t0,
         timings_s={k: round(v, 4) for k, v in timings.items()},
         warnings=notes,
     )
-    return AlignmentTables(report=report, a=tables_a, b=tables_b, matrices=matrices or None)
-
-
-def save_tables(tables: AlignmentTables, directory: str | Path) -> Path:
-    """Write ``report.json`` and the per-feature arrays (layout in the module docstring); the
-    (K_a, K_b) matrices are not saved. Returns the folder."""
-    directory = Path(directory)
-    for name, side in (("a", tables.a), ("b", tables.b)):
-        (directory / name).mkdir(parents=True, exist_ok=True)
-        for key in SIDE_ARRAYS:
-            np.save(directory / name / f"{key}.npy", side[key], allow_pickle=False)
-    (directory / "report.json").write_text(tables.report.model_dump_json(indent=2))
-    return directory
-
-
-def load_tables(directory: str | Path) -> AlignmentTables:
-    """Read what :func:`save_tables` wrote (without matrices)."""
-    directory = Path(directory)
-    path = directory / "report.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no alignment report at {str(path)!r}; write it with save_tables")
-    report = AlignmentReport.model_validate(json.loads(path.read_text()))
-    sides = {}
-    for name, k in (("a", report.n_features_a), ("b", report.n_features_b)):
-        arrays = {}
-        for key in SIDE_ARRAYS:
-            file = directory / name / f"{key}.npy"
-            if not file.is_file():
-                raise FileNotFoundError(f"alignment table {str(file)!r} is missing")
-            arr = np.load(file, allow_pickle=False)
-            if arr.shape != (k,):
-                raise ValueError(f"{str(file)!r} has shape {arr.shape}; expected ({k},)")
-            arrays[key] = arr
-        sides[name] = arrays
-    return AlignmentTables(report=report, a=sides["a"], b=sides["b"])
+    return AlignmentTables(
+        report=report,
+        a=tables_a,
+        b=tables_b,
+        block=block,
+        null=null_arrays,
+        matrices=matrices or None,
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +30,7 @@ from splatnlp.mechinterp.analysis.reports import (
     NullModel,
     TokenScore,
 )
+from splatnlp.mechinterp.analysis.tables import AlignedFeature, AlignmentTables, load_tables
 from splatnlp.mechinterp.analysis.tokens import (
     TopTokenMethod,
     special_token_mask,
@@ -218,6 +220,10 @@ class FeatureMatcher:
     target_ctx : the other model's context; by default the other of ``ultra``/``full``, looked
         up first beside the source's folder, then through :func:`load_context`
     options : :class:`MatchOptions`
+    alignment : a saved whole-dictionary alignment of these two contexts (its folder, or
+        :class:`AlignmentTables`); reports then carry what it says about the source feature
+        (``report.alignment``: class, parent, children, best match per metric), and
+        :meth:`aligned` answers from it without scoring
     """
 
     def __init__(
@@ -226,6 +232,7 @@ class FeatureMatcher:
         target_ctx: MechInterpContext | None = None,
         *,
         options: MatchOptions | None = None,
+        alignment: AlignmentTables | str | Path | None = None,
     ):
         if not isinstance(source_ctx, MechInterpContext):
             raise TypeError(f"source_ctx must be a MechInterpContext, got {type(source_ctx).__name__}")
@@ -245,6 +252,39 @@ class FeatureMatcher:
         self.options = options or MatchOptions()
         self._source = FeatureArrays(source_ctx, self.options)
         self._target = FeatureArrays(target_ctx, self.options)
+        self.alignment = None if alignment is None else self._check_alignment(alignment)
+
+    def _check_alignment(self, alignment: AlignmentTables | str | Path) -> AlignmentTables:
+        tables = alignment if isinstance(alignment, AlignmentTables) else load_tables(alignment)
+        r = tables.report
+        where = str(tables.source) if tables.source else "the alignment"
+        for ctx in (self.source_ctx, self.target_ctx):
+            if ctx.fingerprint not in (r.a_fingerprint, r.b_fingerprint):
+                raise ValueError(
+                    f"{where} was computed on example set {r.a_fingerprint[:19]}..., not on "
+                    f"{ctx.name!r}'s ({ctx.fingerprint[:19]}...); align these contexts again"
+                )
+        try:
+            key, _ = tables.side(self.source_ctx.model_type)
+        except KeyError:
+            key, _ = tables.side(self.source_ctx.name)
+        other_model = r.b_model if key == "a" else r.a_model
+        if self.target_ctx.model_type != other_model:
+            raise ValueError(
+                f"{where} aligns {r.a_model!r} with {r.b_model!r}; it has no "
+                f"{self.source_ctx.model_type!r} -> {self.target_ctx.model_type!r} direction"
+            )
+        return tables
+
+    def aligned(self, source_feature: int) -> AlignedFeature:
+        """What the alignment given to the constructor says about ``source_feature``."""
+        if self.alignment is None:
+            raise ValueError(
+                "this matcher has no alignment; pass FeatureMatcher(..., alignment=<folder>) "
+                "written by save_tables or `splatnlp-mechinterp align`"
+            )
+        feature = self.source_ctx.check_feature(source_feature)
+        return self.alignment.lookup(self.source_ctx.model_type, feature)
 
     @staticmethod
     def _default_target(source: MechInterpContext) -> MechInterpContext:
@@ -560,6 +600,7 @@ class FeatureMatcher:
             target_fingerprint=self.target_ctx.fingerprint,
             elapsed_ms=(time.perf_counter() - t0) * 1000,
             warnings=warnings,
+            alignment=None if self.alignment is None else self.aligned(feature),
         )
 
     def score_all(self, source_feature: int) -> dict[str, np.ndarray]:

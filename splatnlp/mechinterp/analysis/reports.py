@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from splatnlp.mechinterp.analysis.tables import AlignedFeature
+
 REPORT_SCHEMA_VERSION = 1
 
 Relation = Literal[
@@ -167,6 +169,9 @@ class MatchReport(BaseModel):
     target_fingerprint: str
     elapsed_ms: float
     warnings: list[str] = Field(default_factory=list)
+    alignment: AlignedFeature | None = None
+    """What a saved whole-dictionary alignment says about the source feature, when the matcher
+    was given one (``FeatureMatcher(..., alignment=...)``)."""
 
     def summary(self) -> str:
         """A few lines for people."""
@@ -193,6 +198,8 @@ class MatchReport(BaseModel):
                 f"  split into {len(d.members)} {self.target_model} features "
                 f"{[m.feature for m in d.members[:8]]} (R^2 {r2})"
             )
+        if self.alignment is not None:
+            lines.append(f"  alignment: {self.alignment.describe()}")
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 

@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 
 from splatnlp.mechinterp import config as cfg
-from splatnlp.mechinterp.context import build_context, publish_dir, read_manifest, staging_dir
+from splatnlp.mechinterp.context import build_context, read_manifest
 from splatnlp.mechinterp.demo.world import PRESETS, GroundTruth, generate_world
+from splatnlp.mechinterp.folders import publish_dir, staging_dir
 
 GROUND_TRUTH_FILE = "ground_truth.json"
 DEMO_MANIFEST = "demo.yaml"

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import as_input_format
 
+import splatnlp.mechinterp.analysis.align as align_module
 from splatnlp.mechinterp.analysis.align import AlignmentResult, align_features
 
 SEED = 0
@@ -41,20 +43,6 @@ def sparse_pair() -> tuple[np.ndarray, np.ndarray]:
     a[:, 1] = b[:, 4]
     a[:, 2] = b[:, 9] + 0.1 * np.random.default_rng(3).random(N) * (b[:, 9] > 0)
     return a, b
-
-
-def _as_format(x: np.ndarray, fmt: str):
-    """The same codes in one of the accepted input forms."""
-    return {
-        "numpy": lambda: x,
-        "torch": lambda: torch.from_numpy(x),
-        "scipy_csr_matrix": lambda: sp.csr_matrix(x),
-        "scipy_csc_matrix": lambda: sp.csc_matrix(x),
-        "scipy_coo_array": lambda: sp.coo_array(x),
-        "torch_coo": lambda: torch.from_numpy(x).to_sparse_coo(),
-        "torch_csr": lambda: torch.from_numpy(x).to_sparse_csr(),
-        "torch_csc": lambda: torch.from_numpy(x).to_sparse_csc(),
-    }[fmt]()
 
 
 def _assert_same(res: AlignmentResult, ref: AlignmentResult, atol: float = 1e-6) -> None:
@@ -123,7 +111,7 @@ def test_mismatched_k_and_topk_clamped(k_a: int, k_b: int, topk: int, expected_l
 )
 def test_blocking_consistency(sparse_pair, fmt_a: str, fmt_b: str) -> None:
     a, b = sparse_pair
-    z_a, z_b = _as_format(a, fmt_a), _as_format(b, fmt_b)
+    z_a, z_b = as_input_format(a, fmt_a), as_input_format(b, fmt_b)
     ref = align_features(z_a, z_b, block=4096)
     for block in (1, 3):
         # Column statistics are block-independent; a float32 BLAS product of one A column may
@@ -218,7 +206,7 @@ def test_sparse_inputs_match_dense(sparse_pair, fmt: str) -> None:
     ref = _centered_cosine(a, b)
     np.testing.assert_allclose(dense.cosine.numpy(), ref, rtol=0, atol=1e-6)
     for fmt_a, fmt_b in [(fmt, fmt), (fmt, "torch"), ("numpy", fmt)]:
-        res = align_features(_as_format(a, fmt_a), _as_format(b, fmt_b), block=6)
+        res = align_features(as_input_format(a, fmt_a), as_input_format(b, fmt_b), block=6)
         _assert_same(res, dense)
         assert res.zero_variance_a == [0] and res.zero_variance_b == [7]
 
@@ -272,8 +260,9 @@ def test_scipy_sparse_input_is_never_densified_whole(monkeypatch, sparse_pair) -
     a_torch = torch.from_numpy(a).to_sparse_coo()
     with pytest.raises(AssertionError, match="densified"):
         a_torch.to_dense()
-    res_scipy = align_features(sp.csr_matrix(a), sp.csc_matrix(b), block=7)
-    res_torch = align_features(a_torch, torch.from_numpy(b).to_sparse_csr(), block=7)
+    # Both sparse: densified per chunk of rows only (the smaller side, chunk_size rows at a time).
+    res_scipy = align_features(sp.csr_matrix(a), sp.csc_matrix(b), block=7, chunk_size=7)
+    res_torch = align_features(a_torch, torch.from_numpy(b).to_sparse_csr(), block=7, chunk_size=7)
     res_mixed = align_features(sp.csr_matrix(a), dense_b, block=7)
     monkeypatch.undo()
     ref = align_features(torch.from_numpy(a), dense_b)
@@ -347,7 +336,7 @@ def test_device_auto_falls_back_to_cpu(monkeypatch) -> None:
 )
 def test_cuda_matches_cpu(sparse_pair, fmt_a: str, fmt_b: str) -> None:
     a, b = sparse_pair
-    z_a, z_b = _as_format(a, fmt_a), _as_format(b, fmt_b)
+    z_a, z_b = as_input_format(a, fmt_a), as_input_format(b, fmt_b)
     cpu = align_features(z_a, z_b, device="cpu", block=8)
     gpu = align_features(z_a, z_b, device="cuda", block=8)
     assert gpu.cosine.device.type == "cpu"
@@ -380,7 +369,7 @@ def test_nan_or_inf_is_an_error(value: float, fmt: str) -> None:
     z = np.random.default_rng(SEED).standard_normal((10, 4))
     z[6, 2] = value
     with pytest.raises(ValueError, match=r"Z_b holds NaN or inf.*column 2"):
-        align_features(np.ones((10, 1)).cumsum(0), _as_format(z, fmt))
+        align_features(np.ones((10, 1)).cumsum(0), as_input_format(z, fmt))
 
 
 def test_beyond_float32_range_is_an_error() -> None:
@@ -396,7 +385,7 @@ def test_beyond_float32_range_is_an_error() -> None:
 @pytest.mark.parametrize("side", ["a", "b"])
 @pytest.mark.parametrize("fmt", ["torch", "scipy_csr_matrix"])
 def test_no_features_is_an_error(side: str, fmt: str) -> None:
-    empty, full = _as_format(np.zeros((10, 0)), fmt), torch.randn(10, 3)
+    empty, full = as_input_format(np.zeros((10, 0)), fmt), torch.randn(10, 3)
     args = (empty, full) if side == "a" else (full, empty)
     with pytest.raises(ValueError, match=rf"Z_{side} has no features \(shape \(10, 0\)\)"):
         align_features(*args)
@@ -405,7 +394,7 @@ def test_no_features_is_an_error(side: str, fmt: str) -> None:
 @pytest.mark.parametrize("n", [0, 1])
 @pytest.mark.parametrize("fmt", ["torch", "scipy_csr_matrix"])
 def test_fewer_than_two_examples_is_an_error(n: int, fmt: str) -> None:
-    z = _as_format(np.zeros((n, 3)), fmt)
+    z = as_input_format(np.zeros((n, 3)), fmt)
     with pytest.raises(ValueError, match=rf"Z_a has {n} example\(s\).*at least 2"):
         align_features(z, z)
 
@@ -419,6 +408,8 @@ def test_fewer_than_two_examples_is_an_error(n: int, fmt: str) -> None:
         ({"topk": True}, TypeError, "topk must be an int, got True"),
         ({"block": 0}, ValueError, "block must be >= 1, got 0"),
         ({"block": "big"}, TypeError, "block must be an int, got 'big'"),
+        ({"chunk_size": 0}, ValueError, "chunk_size must be >= 1, got 0"),
+        ({"chunk_size": 1.5}, TypeError, "chunk_size must be an int, got 1.5"),
         ({"threshold": math.nan}, ValueError, "threshold must be a number, got nan"),
         ({"threshold": "high"}, TypeError, "threshold must be a real number, got 'high'"),
         ({"device": "tpu-ish"}, ValueError, "unknown device 'tpu-ish'; expected 'auto', 'cpu'"),
@@ -464,3 +455,16 @@ def test_cuda_requested_without_cuda_is_an_error(monkeypatch) -> None:
 def test_bad_input_types_are_errors(bad, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         align_features(bad, torch.zeros(10, 3))
+
+
+def test_sparse_statistics_in_column_chunks(monkeypatch, sparse_pair) -> None:
+    """Chunked column statistics (a few entries per chunk here) give the same result."""
+    a, b = sparse_pair
+    whole = align_features(sp.csr_matrix(a), sp.csr_matrix(b))
+    monkeypatch.setattr(align_module, "_STATS_CHUNK_ENTRIES", 5)
+    assert len(align_module._column_chunks(sp.csc_matrix(b).indptr, 5)) > 3
+    _assert_same(align_features(sp.csr_matrix(a), sp.csr_matrix(b)), whole)
+    bad = b.copy()
+    bad[np.nonzero(bad[:, -1])[0][0], -1] = np.inf
+    with pytest.raises(ValueError, match=f"in column {b.shape[1] - 1}"):
+        align_features(sp.csr_matrix(a), sp.csr_matrix(bad))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from helpers import (
     PAIR_EXAMPLES,
     SRC_COPIED,
@@ -24,9 +25,11 @@ from helpers import (
     random_sae,
 )
 
-from splatnlp.mechinterp.analysis import FeatureMatcher, MatchOptions
+from splatnlp.mechinterp.analysis import FeatureMatcher, MatchOptions, alignment, linear_cka
 from splatnlp.mechinterp.analysis.alignment import (
+    BLOCK_ARRAYS,
     METRICS,
+    NULL_ARRAYS,
     SIDE_ARRAYS,
     AlignmentReport,
     AlignOptions,
@@ -43,9 +46,10 @@ MIN_ACTIVE = 5
 CHEAP = dict(n_null_features=8, n_null_directions=16, keep_matrices=True)
 
 
-def brute_force(pair: Pair) -> dict[str, np.ndarray]:
-    """Every metric from dense float64 codes, with the documented NaN rules."""
-    A, B = pair.source_codes, pair.target_codes
+def brute_force(pair: Pair, n_examples: int | None = None) -> dict[str, np.ndarray]:
+    """Every metric from dense float64 codes (the first ``n_examples`` rows), with the
+    documented NaN rules."""
+    A, B = pair.source_codes[:n_examples], pair.target_codes[:n_examples]
     ca, cb = (A > 0).sum(0), (B > 0).sum(0)
     co = (A > 0).astype(float).T @ (B > 0).astype(float)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -118,6 +122,21 @@ def test_matrices_match_brute_force(pair: Pair, reference, chunk_size: int) -> N
             np.testing.assert_array_equal(hit[idx >= 0], best[idx >= 0])
 
 
+@pytest.mark.parametrize("n_examples", [37, PAIR_EXAMPLES - 1])
+def test_first_examples_match_brute_force(pair: Pair, n_examples: int) -> None:
+    """``n_examples`` aligns the first rows only, with moments and counts over those rows."""
+    expected = brute_force(pair, n_examples)
+    tables = align_contexts(pair.source, pair.target, options=AlignOptions(n_examples=n_examples, **CHEAP))
+    assert tables.report.n_examples == n_examples and tables.report.n_examples_context == PAIR_EXAMPLES
+    assert f"first {n_examples} of {PAIR_EXAMPLES}" in tables.report.warnings[0]
+    for name in METRICS:
+        np.testing.assert_allclose(tables.matrices[name], expected[name], atol=1e-5, equal_nan=True, err_msg=name)
+    np.testing.assert_array_equal(tables.a["count"], (pair.source_codes[:n_examples] > 0).sum(0))
+    # More than the contexts hold means all of them.
+    everything = align_contexts(pair.source, pair.target, options=AlignOptions(n_examples=10**6, **CHEAP))
+    assert everything.report.n_examples == PAIR_EXAMPLES and not everything.report.warnings
+
+
 def test_agrees_with_feature_matcher(pair: Pair) -> None:
     tables = align_contexts(pair.source, pair.target, options=AlignOptions(chunk_size=64, **CHEAP))
     matcher = FeatureMatcher(pair.source, pair.target)
@@ -151,6 +170,63 @@ def test_report_round_trip_and_tables(pair: Pair, tmp_path: Path) -> None:
     (tmp_path / "aligned" / "b" / "parent.npy").unlink()
     with pytest.raises(FileNotFoundError, match="parent.npy"):
         load_tables(tmp_path / "aligned")
+
+
+def test_heatmap_block_and_null_samples(pair: Pair, tmp_path: Path) -> None:
+    tables = align_contexts(pair.source, pair.target, options=AlignOptions(**CHEAP))
+    block, r = tables.block, tables.matrices["activation_correlation"]
+    rows, cols, col_row = block["rows"], block["cols"], block["col_row"]
+    n_assigned, parent, parent_score = tables.a["n_assigned"], tables.b["parent"], tables.b["parent_score"]
+    assert len(rows) == min(alignment.HEATMAP_ROWS, int((n_assigned >= 1).sum())) > 0
+    assert (np.diff(n_assigned[rows]) <= 0).all()  # most assigned first
+    np.testing.assert_array_equal(parent[cols], rows[col_row])  # each column under its parent
+    assert (np.diff(col_row) >= 0).all()
+    for position in range(len(rows)):
+        group = cols[col_row == position]
+        assert len(group) == min(alignment.HEATMAP_CHILDREN, n_assigned[rows[position]])
+        assert (np.diff(parent_score[group]) <= 0).all()
+    np.testing.assert_allclose(block["values"], r[np.ix_(rows, cols)], equal_nan=True)
+    # Null samples: one best value per null feature / direction, summarized by the quantiles.
+    null, summary = tables.null, tables.report.null
+    codes = pair.source_codes
+    live = ((codes > 0).sum(0) >= MIN_ACTIVE) & (np.ptp(codes, 0) > 0)
+    assert len(null["correlation_a"]) == summary.n_null_features_a == min(8, int(live.sum()))
+    assert len(null["decoder_b"]) == 16
+    assert summary.correlation_max_b["0.95"] == pytest.approx(np.quantile(null["correlation_b"], 0.95))
+    save_tables(tables, tmp_path / "t")
+    loaded = load_tables(tmp_path / "t")
+    for group, names in ((tables.block, BLOCK_ARRAYS), (tables.null, NULL_ARRAYS)):
+        for name in names:
+            again = loaded.block if group is tables.block else loaded.null
+            np.testing.assert_array_equal(group[name], again[name], err_msg=name)
+    np.save(tmp_path / "t" / "block" / "col_row.npy", col_row[:-1])
+    with pytest.raises(ValueError, match="heatmap block .* inconsistent"):
+        load_tables(tmp_path / "t")
+    assert loaded.side(pair.target.model_type)[0] == "b" and loaded.side(pair.source.name)[0] == "a"
+    with pytest.raises(KeyError, match="'medium' is not in this alignment"):
+        loaded.side("medium")
+
+
+def test_heatmap_block_when_a_is_the_larger_side(pair: Pair) -> None:
+    """The block is always smaller side x larger side, whichever argument is larger."""
+    tables = align_contexts(pair.target, pair.source, options=AlignOptions(**CHEAP))
+    assert tables.report.larger_side == "a"
+    block, r = tables.block, tables.matrices["activation_correlation"]  # (K_target, K_source)
+    np.testing.assert_array_equal(tables.a["parent"][block["cols"]], block["rows"][block["col_row"]])
+    np.testing.assert_allclose(block["values"], r[np.ix_(block["cols"], block["rows"])].T, equal_nan=True)
+
+
+def test_cka_option_is_linear_cka_of_the_codes(pair: Pair) -> None:
+    opt = AlignOptions(cka=True, cka_batch_size=64, n_cka_permutations=8, n_examples=250, **CHEAP)
+    report = align_contexts(pair.source, pair.target, options=opt).report
+    direct = linear_cka(
+        pair.source.codes.csr[:250], pair.target.codes.csr[:250], batch_size=64, n_permutations=8, seed=opt.seed
+    )
+    assert report.cka.value == pytest.approx(direct.value, abs=1e-12)
+    assert report.cka.null_quantiles == pytest.approx(direct.null_quantiles, abs=1e-12)
+    assert "cka" in report.timings_s
+    assert AlignmentReport.model_validate_json(report.model_dump_json()) == report
+    assert align_contexts(pair.source, pair.target, options=AlignOptions(**CHEAP)).report.cka is None
 
 
 def test_parent_assignment_and_classes(pair: Pair) -> None:
@@ -211,6 +287,7 @@ def test_different_example_sets(pair: Pair, tmp_path: Path) -> None:
         {"product": "cuda"},
         {"top_token_method": "magic"},
         {"no_such_option": 1},
+        {"n_examples": 3},
     ],
 )
 def test_bad_options(bad: dict) -> None:
@@ -228,6 +305,18 @@ def test_bad_arguments(pair: Pair) -> None:
         align_contexts(pair.source, str(pair.target.path))
     with pytest.raises(ValueError, match="rows"):
         pair_sums_streamed(pair.source.codes.csr, pair.target.codes.csr[:10])
+    with pytest.raises(ValueError, match="unknown device 'gpu7'"):
+        align_contexts(pair.source, pair.target, options=AlignOptions(device="gpu7"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(pair: Pair) -> None:
+    cpu = align_contexts(pair.source, pair.target, options=AlignOptions(**CHEAP))
+    gpu = align_contexts(pair.source, pair.target, options=AlignOptions(device="cuda", **CHEAP))
+    for name in METRICS:
+        np.testing.assert_allclose(gpu.matrices[name], cpu.matrices[name], atol=1e-5, equal_nan=True, err_msg=name)
+    for key in SIDE_ARRAYS:
+        np.testing.assert_array_equal(gpu.b[key], cpu.b[key], err_msg=key)
 
 
 # -- planted ground truth of the tiny demo -------------------------------------------------------
