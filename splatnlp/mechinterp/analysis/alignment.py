@@ -16,7 +16,9 @@ From the six matrices: each feature's best match by every metric, a many-to-one 
 assignment (each feature of the larger dictionary to its best-correlated feature of the smaller),
 a one-to-one Hungarian assignment when the sizes are comparable, a class for every feature, and
 a cheap null (one permutation of the example order for a random subset of features; random unit
-directions for the decoder).
+directions for the decoder), a heatmap block for the plots (``analysis/plots.py``) and, with
+``options.cka``, linear CKA of the two code matrices (``analysis/cka.py``). The streamed products
+are in ``analysis/streaming.py``.
 
 Undefined values are NaN in the arrays (never 0.0), following :class:`FeatureMatcher`:
 correlation where either feature is active on fewer than ``min_active`` examples or has zero
