@@ -22,18 +22,11 @@ import numpy as np
 from splatnlp.mechinterp import config as cfg
 from splatnlp.mechinterp.analysis import FeatureMatcher, MatchOptions
 from splatnlp.mechinterp.analysis import metrics as M
+from splatnlp.mechinterp.analysis.matcher import SORT_KEYS
 from splatnlp.mechinterp.context import MechInterpContext
 from splatnlp.mechinterp.demo.build import load_ground_truth
 
-METRICS = (
-    "combined_score",
-    "activation_correlation",
-    "top_token_overlap",
-    "decoder_cosine",
-    "coactivation_jaccard",
-    "p_target_given_source",
-    "p_source_given_target",
-)
+METRICS = SORT_KEYS  # combined_score and every pair metric
 
 
 def argbest(a: np.ndarray) -> int:

@@ -303,6 +303,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from splatnlp.mechinterp.analysis.reports import PAIR_METRICS  # light: pydantic models only
+
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
         prog="splatnlp-mechinterp",
@@ -356,8 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     match.add_argument("--candidates", type=int, default=None, help="keep only the best N by an exact prefilter")
     match.add_argument(
         "--sort-by", default="activation_correlation",
-        choices=["activation_correlation", "combined_score", "top_token_overlap", "decoder_cosine",
-                 "coactivation_jaccard", "p_target_given_source", "p_source_given_target"],
+        choices=["combined_score", *PAIR_METRICS],
     )
     match.add_argument("--no-decomposition", action="store_true", help="skip the decomposition")
     match.add_argument("--permutations", type=int, default=0, help="empirical null with N shuffles (default: analytic)")

@@ -98,15 +98,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _feature_payload(args: argparse.Namespace, store: Any, **record: Any) -> dict[str, Any]:
+    """The JSON of a command that changed one feature's state: where, which feature, and what."""
+    return {"store": str(store.path), "feature_id": args.feature, "model_type": args.model, **record}
+
+
 def _cmd_label(args: argparse.Namespace) -> int:
     with _open(args) as store:
         store.manager(args.feature, args.model).set_label(args.text)
-        payload = {
-            "store": str(store.path),
-            "feature_id": args.feature,
-            "model_type": args.model,
-            "label": args.text,
-        }
+        payload = _feature_payload(args, store, label=args.text)
     _emit(args, payload, f"{args.model} feature {args.feature} labelled {args.text!r}")
     return 0
 
@@ -116,12 +116,7 @@ def _cmd_hypothesis_add(args: argparse.Namespace) -> int:
         h = store.manager(args.feature, args.model).add_hypothesis(
             args.statement, confidence=args.confidence, status=args.status, tags=args.tag
         )
-        payload = {
-            "store": str(store.path),
-            "feature_id": args.feature,
-            "model_type": args.model,
-            "hypothesis": _dump(h),
-        }
+        payload = _feature_payload(args, store, hypothesis=_dump(h))
     _emit(
         args,
         payload,
@@ -144,12 +139,7 @@ def _cmd_hypothesis_update(args: argparse.Namespace) -> int:
             )
         except KeyError as exc:
             raise _missing(exc, _ids_hint(args)) from exc
-        payload = {
-            "store": str(store.path),
-            "feature_id": args.feature,
-            "model_type": args.model,
-            "hypothesis": _dump(h),
-        }
+        payload = _feature_payload(args, store, hypothesis=_dump(h))
     evidence = ", ".join(
         [f"supporting {e}" for e in h.supporting_evidence]
         + [f"refuting {e}" for e in h.refuting_evidence]
@@ -195,12 +185,7 @@ def _cmd_evidence_add(args: argparse.Namespace) -> int:
             )
         except KeyError as exc:
             raise _missing(exc, _ids_hint(args)) from exc
-        payload = {
-            "store": str(store.path),
-            "feature_id": args.feature,
-            "model_type": args.model,
-            "evidence": _dump(e),
-        }
+        payload = _feature_payload(args, store, evidence=_dump(e))
     _emit(
         args,
         payload,

@@ -1037,32 +1037,22 @@ class ResearchStateManager:
 
 
 # -- upstream import -------------------------------------------------------------------------
-class _UpstreamHypothesis(BaseModel):
+# The strict records' fields and checks, tolerant where upstream was: unknown keys ignored,
+# timestamps optional and possibly naive (converted by _as_utc), evidence strength defaulted.
+class _UpstreamHypothesis(Hypothesis):
     model_config = ConfigDict(extra="ignore")
 
-    id: HypothesisId
-    statement: NonEmptyStr
-    status: HypothesisStatus = "proposed"
-    confidence: float = Field(0.5, ge=0.0, le=1.0, allow_inf_nan=False)
-    supporting_evidence: list[EvidenceId] = []
-    refuting_evidence: list[EvidenceId] = []
-    parent_hypothesis: HypothesisId | None = None
-    tags: list[NonEmptyStr] = []
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
 
-class _UpstreamEvidence(BaseModel):
+class _UpstreamEvidence(Evidence):
     model_config = ConfigDict(extra="ignore")
 
-    id: EvidenceId
-    experiment_id: NonEmptyStr
-    result_path: str | None = None
-    summary: NonEmptyStr
     strength: EvidenceStrength = "moderate"
     supports_hypotheses: list[HypothesisId] = []
     refutes_hypotheses: list[HypothesisId] = []
-    key_metrics: dict[str, FiniteFloat] = {}
+    created_at: datetime | None = None  # not written by upstream (it has timestamp); unused
     timestamp: datetime | None = None
 
 
@@ -1184,14 +1174,9 @@ def load_upstream_state(source: str | Path | Mapping[str, Any]) -> FeatureState:
     created = _as_utc(up.created_at, now)
     hypotheses = [
         Hypothesis(
-            id=h.id,
-            statement=h.statement,
-            status=h.status,
-            confidence=h.confidence,
+            **h.model_dump(exclude={"supporting_evidence", "refuting_evidence", "created_at", "updated_at"}),
             supporting_evidence=supporting[h.id],
             refuting_evidence=refuting[h.id],
-            parent_hypothesis=h.parent_hypothesis,
-            tags=h.tags,
             created_at=_as_utc(h.created_at, created),
             updated_at=_as_utc(h.updated_at, _as_utc(h.created_at, created)),
         )
@@ -1199,12 +1184,7 @@ def load_upstream_state(source: str | Path | Mapping[str, Any]) -> FeatureState:
     ]
     evidence = [
         Evidence(
-            id=e.id,
-            experiment_id=e.experiment_id,
-            result_path=e.result_path,
-            summary=e.summary,
-            strength=e.strength,
-            key_metrics=e.key_metrics,
+            **e.model_dump(exclude={"supports_hypotheses", "refutes_hypotheses", "created_at", "timestamp"}),
             created_at=_as_utc(e.timestamp, created),
         )
         for e in up.evidence_index

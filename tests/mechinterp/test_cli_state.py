@@ -347,6 +347,9 @@ def test_import_upstream_validates_every_file_before_writing(
         assert s.features() == []
 
 
+EVIDENCE_ADD = ["evidence", "add", "1", "--model", "full", "--experiment", "x", "--summary", "y", "--strength", "weak"]
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "pattern"),
     [
@@ -361,21 +364,7 @@ def test_import_upstream_validates_every_file_before_writing(
             r"no evidence 'e004' for full feature 1; known: \[\]",
         ),
         (
-            [
-                "evidence",
-                "add",
-                "1",
-                "--model",
-                "full",
-                "--experiment",
-                "x",
-                "--summary",
-                "y",
-                "--strength",
-                "weak",
-                "--supports",
-                "h002",
-            ],
+            [*EVIDENCE_ADD, "--supports", "h002"],
             cli.EXIT_MISSING,
             r"no hypothesis 'h002'",
         ),
@@ -410,57 +399,17 @@ def test_import_upstream_validates_every_file_before_writing(
             r"feature -1 is not a feature id",
         ),
         (
-            [
-                "evidence",
-                "add",
-                "1",
-                "--model",
-                "full",
-                "--experiment",
-                "x",
-                "--summary",
-                "y",
-                "--strength",
-                "huge",
-            ],
+            [*EVIDENCE_ADD[:-1], "huge"],
             cli.EXIT_BAD_INPUT,
             r"argument --strength: invalid choice",
         ),
         (
-            [
-                "evidence",
-                "add",
-                "1",
-                "--model",
-                "full",
-                "--experiment",
-                "x",
-                "--summary",
-                "y",
-                "--strength",
-                "weak",
-                "--metric",
-                "r",
-            ],
+            [*EVIDENCE_ADD, "--metric", "r"],
             cli.EXIT_BAD_INPUT,
             r"--metric 'r' is not NAME=VALUE",
         ),
         (
-            [
-                "evidence",
-                "add",
-                "1",
-                "--model",
-                "full",
-                "--experiment",
-                "x",
-                "--summary",
-                "y",
-                "--strength",
-                "weak",
-                "--metric",
-                "r=high",
-            ],
+            [*EVIDENCE_ADD, "--metric", "r=high"],
             cli.EXIT_BAD_INPUT,
             r"'high' is not a number",
         ),
