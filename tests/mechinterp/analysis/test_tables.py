@@ -85,6 +85,9 @@ def test_matcher_refuses_tables_of_other_contexts(pair: Pair, saved: Path, tmp_p
         FeatureMatcher(a, b, alignment=saved)
     with pytest.raises(FileNotFoundError, match="no alignment report"):
         FeatureMatcher(pair.source, pair.target, alignment=tmp_path / "nowhere")
+    # Same example set, but no such direction in the tables (ultra -> ultra).
+    with pytest.raises(ValueError, match="aligns 'ultra' with 'full'; it has no 'ultra' -> 'ultra' direction"):
+        FeatureMatcher(pair.source, pair.source, alignment=saved)
 
 
 def test_save_replaces_whole_folder_or_nothing(pair: Pair, saved: Path, tmp_path: Path) -> None:
