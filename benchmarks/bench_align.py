@@ -67,7 +67,7 @@ def _job(kind: str, n: int, demo_dir: str, queue) -> None:
     import torch
 
     from splatnlp.mechinterp.analysis import align_features
-    from splatnlp.mechinterp.analysis.alignment import AlignOptions, align_contexts
+    from splatnlp.mechinterp.analysis.align.dictionary import AlignOptions, align_contexts
     from splatnlp.mechinterp.context import MechInterpContext
 
     full, ultra = MechInterpContext(f"{demo_dir}/full"), MechInterpContext(f"{demo_dir}/ultra")
@@ -135,8 +135,8 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = ap.parse_args()
 
-    from splatnlp.mechinterp import config as cfg
     from splatnlp.mechinterp.context import MechInterpContext
+    from splatnlp.mechinterp.context import config as cfg
     from splatnlp.mechinterp.demo.build import build_demo, demo_is_built
 
     demo_dir = args.demo_dir or str(cfg.demo_dir("real"))

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from splatnlp.mechinterp import config as cfg
 from splatnlp.mechinterp.analysis import FeatureMatcher
 from splatnlp.mechinterp.context import MechInterpContext
+from splatnlp.mechinterp.context import config as cfg
 from splatnlp.mechinterp.demo.build import demo_is_built, load_ground_truth
 
 TARGET_U2F_MS, TARGET_F2U_MS, TARGET_LOAD_S, TARGET_PEAK_GB = 50, 250, 3.0, 4.0

@@ -19,9 +19,9 @@ import time
 
 import numpy as np
 
-from splatnlp.mechinterp import config as cfg
-from splatnlp.mechinterp.analysis.alignment import METRICS, AlignOptions, align_contexts
+from splatnlp.mechinterp.analysis.align.dictionary import METRICS, AlignOptions, align_contexts
 from splatnlp.mechinterp.context import MechInterpContext
+from splatnlp.mechinterp.context import config as cfg
 from splatnlp.mechinterp.demo.build import load_ground_truth
 
 # Predicted class -> planted class it should recover.

@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
-from splatnlp.mechinterp import config as cfg
 from splatnlp.mechinterp.analysis import FeatureMatcher, MatchOptions
-from splatnlp.mechinterp.analysis import metrics as M
-from splatnlp.mechinterp.analysis.matcher import SORT_KEYS
+from splatnlp.mechinterp.analysis.match.matcher import SORT_KEYS
+from splatnlp.mechinterp.analysis.metrics import pairs as M
 from splatnlp.mechinterp.context import MechInterpContext
+from splatnlp.mechinterp.context import config as cfg
 from splatnlp.mechinterp.demo.build import load_ground_truth
 
 METRICS = SORT_KEYS  # combined_score and every pair metric

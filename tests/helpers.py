@@ -1,9 +1,11 @@
 """Small random builders shared by the tests (vocab, examples, codes, stats, context, cli, and a
-planted pair of contexts for the analysis tests). Every builder takes a seed or a Generator so
-tests are reproducible."""
+planted pair of contexts for the analysis tests), and the float tolerances every numerical
+comparison derives (``float_tol``, ``assert_close_f32``). Every builder takes a seed or a
+Generator so tests are reproducible."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +14,91 @@ import scipy.sparse as sp
 import torch
 
 from splatnlp.mechinterp.context import MechInterpContext, build_context
-from splatnlp.mechinterp.examples import ExampleSet
-from splatnlp.mechinterp.sae import SAE, splatnlp_sae
-from splatnlp.mechinterp.vocab import Vocab, splatoon_ability_vocab, weapon_vocab
+from splatnlp.mechinterp.context.examples import ExampleSet
+from splatnlp.mechinterp.context.sae import SAE, splatnlp_sae
+from splatnlp.mechinterp.context.vocab import Vocab, splatoon_ability_vocab, weapon_vocab
+
+# -- float tolerances ----------------------------------------------------------------------------
+FLOAT_TOL_SAFETY = 8.0
+"""Default ``safety`` of :func:`float_tol` (see there for how it was measured)."""
+
+
+def float_tol(
+    dtype: np.dtype | type | torch.dtype | str,
+    n_terms: int,
+    scale: float = 1.0,
+    safety: float = FLOAT_TOL_SAFETY,
+) -> float:
+    """Tolerance for a value computed in ``dtype`` by a reduction over ``n_terms`` terms:
+    ``safety * eps(dtype) * sqrt(n_terms) * scale``.
+
+    Why: BLAS kernels (MKL's AVX2, AVX-512 and SSE4_2 paths, OpenBLAS's per-core kernels, cuBLAS)
+    block, order and fuse a sum differently, so a float result is reproducible only up to its
+    rounding error, never to a fixed ``1e-6``. The rounding errors of a sum of ``n_terms`` terms
+    have random signs, so they grow like ``eps * sqrt(n_terms)`` of the sum of the terms'
+    magnitudes (the probabilistic bound of Higham and Mary, SIAM J. Sci. Comput. 41, 2019; the
+    worst case, ``eps * n_terms``, needs every rounding in one direction). Under a few terms the
+    fixed roundings (input casts, a normalization, the final cast to float32) dominate instead;
+    the safety factor absorbs them.
+
+    Parameters
+    ----------
+    dtype : the dtype the reduction runs in (numpy or torch): ``eps`` is its machine epsilon,
+        1.19e-7 for float32, 2.2e-16 for float64.
+    n_terms : int >= 1, the length of the reduction: rows of a cosine or a correlation over
+        examples, ``d_model`` of a decoder cosine or an encoder product, rows per float32 chunk
+        of a streamed product (chunks are summed in float64), 1 for one rounding (a stored
+        float32 copy of a float64 value, a single division).
+    scale : the sum of the terms' magnitudes: 1 for a cosine of unit vectors (Cauchy-Schwarz),
+        the value itself for a sum of non-negative terms (then pass 1 and use the result as
+        ``rtol``).
+    safety : measured, not guessed. The worst error / (eps * sqrt(n_terms) * scale) over the
+        ~7,900 comparisons in tests/ that use this helper (float32 against float64 references,
+        and float32 results of two kernels against each other) was 0.95 with MKL's default
+        AVX-512 path on this Xeon, 0.95 under ``MKL_ENABLE_INSTRUCTIONS=SSE4_2`` and 0.43 under
+        ``MKL_ENABLE_INSTRUCTIONS=AVX2`` with ``OPENBLAS_CORETYPE=Haswell`` (the worst: a cosine
+        of 1 over 300 float32 rows, off by 1.97e-6 = 0.95 * eps * sqrt(300)). The default 8 is
+        8.4x that: room for kernels not measured (cuBLAS, ARM) and for a few fixed roundings.
+
+    Returns
+    -------
+    float, the absolute tolerance (or relative, with ``scale=1``, as above).
+    """
+    if isinstance(dtype, torch.dtype):
+        eps = torch.finfo(dtype).eps
+    else:
+        eps = float(np.finfo(np.dtype(dtype)).eps)
+    if n_terms < 1:
+        raise ValueError(f"n_terms must be >= 1, got {n_terms}")
+    return safety * eps * math.sqrt(n_terms) * scale
+
+
+def assert_close_f32(
+    actual,
+    expected,
+    n_terms: int,
+    *,
+    scale: float = 1.0,
+    equal_nan: bool = True,
+    err_msg: str = "",
+) -> None:
+    """``actual`` (a float32 result: array, tensor, list or number) equals ``expected`` (best
+    a float64 reference) within ``float_tol(float32, n_terms, scale)``, absolute; NaN only where
+    ``expected`` is NaN too (``np.testing.assert_allclose``'s rule, unless ``equal_nan=False``)."""
+
+    def as_array(x) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        return np.asarray(x, dtype=np.float64)
+
+    np.testing.assert_allclose(
+        as_array(actual),
+        as_array(expected),
+        rtol=0,
+        atol=float_tol(np.float32, n_terms, scale),
+        equal_nan=equal_nan,
+        err_msg=err_msg,
+    )
 
 
 def small_vocabs() -> tuple[Vocab, Vocab]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,32 @@ def test_every_bash_line_is_a_known_kind() -> None:
     for doc in DOCS:
         for line in commands(doc):
             assert line.startswith("splatnlp-mechinterp "), f"{doc.name}: cannot check {line!r}"
+
+
+_OUTPUT_FLAGS = ("--out", "--output", "--export-inputs")
+
+
+def output_paths(line: str) -> list[str]:
+    """Folders and files a documented command writes: the values of its output flags and the
+    folder that `context build` creates."""
+    argv = shlex.split(line, comments=True)
+    paths = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in _OUTPUT_FLAGS]
+    if argv[1:3] == ["context", "build"]:
+        paths.append(argv[3])
+    return paths
+
+
+def test_every_output_path_is_ignored_by_git() -> None:
+    """A user who runs the examples from the repository root gets only ignored files."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    for doc in DOCS:
+        for line in commands(doc):
+            for path in output_paths(line):
+                if Path(path).is_absolute():
+                    continue
+                ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode
+                assert ignored == 0, f"{doc.name}: {line!r} writes {path!r}, which .gitignore does not cover"
 
 
 @pytest.mark.parametrize("doc", [d for d in DOCS if commands(d)], ids=lambda d: d.name)

@@ -24,7 +24,12 @@ def _blocks() -> list[tuple[str, int, str]]:
 
 
 @pytest.mark.parametrize(("doc", "index", "code"), _blocks(), ids=lambda v: str(v)[:40])
-def test_python_block_runs(doc: str, index: int, code: str, demo_contexts: Path) -> None:
+def test_python_block_runs(
+    doc: str, index: int, code: str, demo_contexts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From the repository root, as a user of a clone would run it: the conftest's check then
+    # catches an example that writes into the checkout.
+    monkeypatch.chdir(ROOT)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         exec(compile(code, f"{doc}[block {index}]", "exec"), {"__name__": "__doc_example__"})

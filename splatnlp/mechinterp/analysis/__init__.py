@@ -1,35 +1,40 @@
 """Cross-model feature matching: metrics, the matcher, its reports, and alignment.
 
+Subpackages follow the data: ``metrics/`` (pure numerics over codes) feeds ``match/`` (one
+feature against every feature of the other model) and ``align/`` (all features at once,
+FeatureMatch's ``align_features``, saved tables, plots).
+
 Names load on first use (PEP 562), so that light users such as the research-state store, which
 only needs the report models, do not pay for importing torch through the matcher (~2.6 s).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from splatnlp.mechinterp._lazy import lazy_exports
 
 _EXPORTS = {
-    "AlignmentResult": "align",
-    "AlignedFeature": "tables",
-    "AlignmentReport": "tables",
-    "AlignmentTables": "tables",
-    "AlignOptions": "tables",
-    "align_contexts": "alignment",
-    "load_tables": "tables",
-    "save_tables": "tables",
-    "align_features": "align",
-    "CKAResult": "tables",
-    "linear_cka": "cka",
-    "FeatureMatcher": "matcher",
-    "MatchOptions": "matcher",
-    "Decomposition": "reports",
-    "DecompositionMember": "reports",
-    "FeatureComparison": "reports",
-    "FeatureMatch": "reports",
-    "FeatureSummary": "reports",
-    "MatchReport": "reports",
-    "NullModel": "reports",
+    "AlignmentResult": "align.featurematch",
+    "AlignedFeature": "align.report",
+    "AlignmentReport": "align.report",
+    "AlignmentTables": "align.tables",
+    "AlignOptions": "align.report",
+    "align_contexts": "align.dictionary",
+    "load_tables": "align.tables",
+    "save_tables": "align.tables",
+    "align_features": "align.featurematch",
+    "CKAResult": "metrics.results",
+    "linear_cka": "metrics.cka",
+    "FeatureMatcher": "match.matcher",
+    "MatchOptions": "match.options",
+    "Decomposition": "match.reports",
+    "DecompositionMember": "match.reports",
+    "FeatureComparison": "match.reports",
+    "FeatureMatch": "match.reports",
+    "FeatureSummary": "match.reports",
+    "MatchReport": "match.reports",
+    "NullModel": "match.reports",
 }
 
 __all__ = [
@@ -56,24 +61,20 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
-    from splatnlp.mechinterp.analysis.align import AlignmentResult, align_features
-    from splatnlp.mechinterp.analysis.alignment import align_contexts
-    from splatnlp.mechinterp.analysis.cka import linear_cka
-    from splatnlp.mechinterp.analysis.matcher import FeatureMatcher, MatchOptions
-    from splatnlp.mechinterp.analysis.reports import (
+    from splatnlp.mechinterp.analysis.align.dictionary import align_contexts
+    from splatnlp.mechinterp.analysis.align.featurematch import AlignmentResult, align_features
+    from splatnlp.mechinterp.analysis.align.report import (
+        AlignedFeature,
+        AlignmentReport,
+        AlignOptions,
+    )
+    from splatnlp.mechinterp.analysis.align.tables import AlignmentTables, load_tables, save_tables
+    from splatnlp.mechinterp.analysis.match.matcher import FeatureMatcher
+    from splatnlp.mechinterp.analysis.match.options import MatchOptions
+    from splatnlp.mechinterp.analysis.match.reports import (
         Decomposition,
         DecompositionMember,
         FeatureComparison,
@@ -82,12 +83,5 @@ if TYPE_CHECKING:
         MatchReport,
         NullModel,
     )
-    from splatnlp.mechinterp.analysis.tables import (
-        AlignedFeature,
-        AlignmentReport,
-        AlignmentTables,
-        AlignOptions,
-        CKAResult,
-        load_tables,
-        save_tables,
-    )
+    from splatnlp.mechinterp.analysis.metrics.cka import linear_cka
+    from splatnlp.mechinterp.analysis.metrics.results import CKAResult

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from splatnlp.mechinterp import config as cfg
 from splatnlp.mechinterp.context import build_context, read_manifest
+from splatnlp.mechinterp.context import config as cfg
+from splatnlp.mechinterp.context.folders import publish_dir, staging_dir
 from splatnlp.mechinterp.demo.world import PRESETS, GroundTruth, generate_world
-from splatnlp.mechinterp.folders import publish_dir, staging_dir
 
 GROUND_TRUTH_FILE = "ground_truth.json"
 DEMO_MANIFEST = "demo.yaml"
@@ -117,7 +117,7 @@ def export_inputs(out_dir: str | Path, *, preset: str = "tiny", seed: int = 0) -
     """
     import numpy as np
 
-    from splatnlp.mechinterp.sae import save_sae
+    from splatnlp.mechinterp.context.sae import save_sae
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

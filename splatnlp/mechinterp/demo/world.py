@@ -34,9 +34,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from splatnlp.mechinterp.examples import ExampleSet
-from splatnlp.mechinterp.sae import SAE, splatnlp_sae
-from splatnlp.mechinterp.vocab import (
+from splatnlp.mechinterp.context.examples import ExampleSet
+from splatnlp.mechinterp.context.sae import SAE, splatnlp_sae
+from splatnlp.mechinterp.context.vocab import (
     MAIN_ONLY_ABILITIES,
     STANDARD_ABILITIES,
     Vocab,

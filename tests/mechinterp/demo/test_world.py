@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from splatnlp.mechinterp.context import MechInterpContext, load_context
+from splatnlp.mechinterp.context.vocab import ability_of
 from splatnlp.mechinterp.demo.build import build_demo, load_ground_truth
 from splatnlp.mechinterp.demo.world import (
     PRESETS,
@@ -18,7 +19,6 @@ from splatnlp.mechinterp.demo.world import (
     GroundTruth,
     generate_world,
 )
-from splatnlp.mechinterp.vocab import ability_of
 
 # A small world for the generator's own properties; the tiny preset (real sizes) is built once
 # per session by the ``tiny_demo_dir`` fixture.

@@ -1,0 +1,316 @@
+"""Score the alignment's cross-model verdicts, and two simple baselines, on the evaluation worlds.
+
+Usage (worlds built by ``python -m benchmarks.worlds.build --out DIR --all``)::
+
+    python benchmarks/eval_worlds.py --worlds-dir DIR [--split dev|test|all] [--reuse-alignment]
+
+For each world: ``splatnlp-mechinterp align DIR/<world>/full DIR/<world>/ultra --out
+DIR/<world>/alignment`` (the public CLI), then the tables through ``load_tables`` and the
+matcher through ``FeatureMatcher``. Ground truth is ``DIR/<world>/ground_truth.json`` (rules in
+``benchmarks/worlds/truth.py``). Scored Ultra latents are the live ones that track a true
+feature; untracked ones (no single true feature) are counted apart.
+
+Columns (one row per world, then the mean of dev worlds and of test worlds, never pooled):
+
+- ``parent top`` / ``parent ours``: among scored Ultra latents with an expected parent, the
+  share whose best-correlated Full latent (the baseline) / whose assigned ``parent`` (ours) is
+  one of the expected parents.
+- ``novel acc`` / ``P`` / ``R`` / ``F1``: ours = alignment class ``novel``, against novel truth.
+  ``F1 orc@t``: the baseline "best correlation < t is novel" at the oracle-best t for that world;
+  ``F1 @.2``: the same baseline at the fixed t = 0.2.
+- ``split dec P/R``: pairs (f, u) for u a decomposition member of f
+  (``FeatureMatcher(full, ultra).find_decomposition(f)`` for every Full latent the alignment
+  calls ``split_parent``), against the expected split pairs; ``split asg P/R``: pairs
+  (parent[u], u) for every Ultra latent the alignment calls ``split_child``.
+- ``eq F1 asg`` / ``eq F1 rel``: equivalent pairs, ours = (parent[u], u) for Ultra latents of
+  class ``equivalent`` / (top match, u) where ``FeatureMatcher(ultra, full)`` labels the top
+  match of u ``equivalent``; truth = a Full latent with exactly one expected child that tracks
+  its feature.
+- ``dir ok``: over decomposition member pairs (f, u), the share where the matcher's relation of
+  u (source) to f (target) is not ``source_split_by_target`` (that label says f is the finer
+  one, the opposite of u being a member of f).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.worlds.scoring import (  # noqa: E402
+    aggregate,
+    best_threshold,
+    binary_scores,
+    membership_accuracy,
+    pair_scores,
+    threshold_predictions,
+)
+
+FIXED_THRESHOLD = 0.2
+"""The fixed-threshold baseline for ``novel``."""
+
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # (key, header, format)
+    ("n_scored", "scored", "d"),
+    ("n_novel", "novel", "d"),
+    ("n_untracked", "untrk", "d"),
+    ("parent_top_match", "par top", ".3f"),
+    ("parent_ours", "par ours", ".3f"),
+    ("novel_accuracy", "nov acc", ".3f"),
+    ("novel_precision", "nov P", ".3f"),
+    ("novel_recall", "nov R", ".3f"),
+    ("novel_f1", "nov F1", ".3f"),
+    ("novel_oracle_f1", "F1 orc", ".3f"),
+    ("novel_oracle_threshold", "t orc", ".2f"),
+    ("novel_fixed_f1", "F1 @.2", ".3f"),
+    ("split_dec_precision", "splDec P", ".3f"),
+    ("split_dec_recall", "splDec R", ".3f"),
+    ("split_asg_precision", "splAsg P", ".3f"),
+    ("split_asg_recall", "splAsg R", ".3f"),
+    ("equiv_asg_f1", "eq asg", ".3f"),
+    ("equiv_rel_f1", "eq rel", ".3f"),
+    ("direction_ok", "dir ok", ".3f"),
+)
+MEAN_KEYS = [key for key, _, fmt in COLUMNS if fmt != "d"]
+
+
+def _cli() -> list[str]:
+    exe = Path(sys.executable).with_name("splatnlp-mechinterp")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "splatnlp.mechinterp"]
+
+
+def run_align(world_dir: Path, *, retries: int = 3) -> float:
+    """``splatnlp-mechinterp align full ultra`` for one world; returns seconds. Retries on an
+    import error (the package may be mid-restructure)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    args = [
+        "align", str(world_dir / "full"), str(world_dir / "ultra"),
+        "--out", str(world_dir / "alignment"), "--no-plots", "--quiet",
+    ]  # fmt: skip
+    for attempt in range(retries + 1):
+        start = time.perf_counter()
+        proc = subprocess.run(_cli() + args, capture_output=True, text=True, env=env)
+        if proc.returncode == 0:
+            return time.perf_counter() - start
+        if "Error" not in proc.stderr or "Import" not in proc.stderr or attempt == retries:
+            raise RuntimeError(
+                f"align failed ({proc.returncode}) for {world_dir}:\n{proc.stderr[-4000:]}"
+            )
+        time.sleep(60)
+    raise AssertionError("unreachable")
+
+
+def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, Any]:
+    """Every benchmark number for one world (keys of :data:`COLUMNS` and details)."""
+    from splatnlp.mechinterp.analysis import FeatureMatcher, load_tables
+    from splatnlp.mechinterp.context import load_context
+
+    gt = json.loads((world_dir / "ground_truth.json").read_text())
+    align_s = None
+    if not (reuse_alignment and (world_dir / "alignment" / "report.json").is_file()):
+        align_s = run_align(world_dir)
+    tables = load_tables(world_dir / "alignment")
+    _, ultra_tab = tables.side("ultra")
+    _, full_tab = tables.side("full")
+    full_ctx, ultra_ctx = load_context(world_dir / "full"), load_context(world_dir / "ultra")
+
+    category = np.array(gt["ultra"]["category"])
+    expected = gt["ultra"]["expected_parents"]
+    scored = np.flatnonzero((category == "child") | (category == "novel"))
+    children = np.flatnonzero(category == "child")
+    ultra_class = ultra_tab["class_label"].astype(str)
+    parent = ultra_tab["parent"]
+    top_index = ultra_tab["best_activation_correlation_index"]
+    top_score = ultra_tab["best_activation_correlation_score"]
+
+    row: dict[str, Any] = {
+        "world": gt["world"],
+        "split": gt["split"],
+        "architecture": gt["spec"]["full"]["architecture"],
+        "ratio": gt["spec"]["ratio"],
+        "regime": gt["spec"]["regime"],
+        "depth": gt["spec"]["depth"],
+        "n_scored": int(scored.size),
+        "n_novel": int((category == "novel").sum()),
+        "n_untracked": int((category == "untracked").sum()),
+        "align_seconds": align_s,
+    }
+    accepted = [expected[u] for u in children]
+    row["parent_top_match"] = membership_accuracy(top_index[children].tolist(), accepted)
+    row["parent_ours"] = membership_accuracy(parent[children].tolist(), accepted)
+
+    truth_novel = category[scored] == "novel"
+    ours = binary_scores(ultra_class[scored] == "novel", truth_novel)
+    row.update(
+        novel_accuracy=ours.accuracy,
+        novel_precision=ours.precision,
+        novel_recall=ours.recall,
+        novel_f1=ours.f1,
+    )
+    fixed = binary_scores(threshold_predictions(top_score[scored], FIXED_THRESHOLD), truth_novel)
+    row.update(novel_fixed_f1=fixed.f1, novel_fixed_accuracy=fixed.accuracy)
+    row.update(novel_oracle_threshold=None, novel_oracle_f1=None, novel_oracle_accuracy=None)
+    if scored.size:
+        cut, oracle = best_threshold(top_score[scored], truth_novel)
+        row.update(
+            novel_oracle_threshold=cut if np.isfinite(cut) else None,
+            novel_oracle_f1=oracle.f1,
+            novel_oracle_accuracy=oracle.accuracy,
+        )
+
+    # Split pairs from the decomposition of every Full latent the alignment calls split_parent.
+    full_to_ultra = FeatureMatcher(full_ctx, ultra_ctx)
+    split_parents = np.flatnonzero(full_tab["class_label"].astype(str) == "split_parent")
+    dec_pairs: list[tuple[int, int]] = []
+    for f in split_parents:
+        d = full_to_ultra.find_decomposition(int(f))
+        dec_pairs.extend((int(f), m.feature) for m in d.members)
+    truth_split = [tuple(p) for p in gt["split_pairs"]]
+    dec = pair_scores(dec_pairs, truth_split)
+    asg_pairs = [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "split_child")]
+    asg = pair_scores(asg_pairs, truth_split)
+    row.update(
+        split_dec_precision=dec.precision,
+        split_dec_recall=dec.recall,
+        split_asg_precision=asg.precision,
+        split_asg_recall=asg.recall,
+        n_split_pairs_true=dec.n_true,
+        n_split_pairs_dec=dec.n_predicted,
+        n_split_pairs_asg=asg.n_predicted,
+    )
+
+    # Equivalents, and the relation labels of member pairs, from Ultra -> Full matches.
+    ultra_to_full = FeatureMatcher(ultra_ctx, full_ctx)
+    truth_eq = [tuple(p) for p in gt["equivalent_pairs"]]
+    eq_asg = pair_scores(
+        [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "equivalent")], truth_eq
+    )
+    queried = sorted(set(scored.tolist()) | {u for _, u in dec_pairs})
+    relation_of: dict[int, np.ndarray] = {}
+    eq_rel_pairs = []
+    t0 = time.perf_counter()
+    for u in queried:
+        s = ultra_to_full.score_all(int(u))
+        relation_of[u] = s["relation"]
+        corr = s["activation_correlation"]
+        if np.isfinite(corr).any():
+            top = int(np.nanargmax(corr))
+            if s["relation"][top] == "equivalent":
+                eq_rel_pairs.append((top, int(u)))
+    row["match_seconds"] = time.perf_counter() - t0
+    eq_rel = pair_scores(eq_rel_pairs, truth_eq)
+    labels = [str(relation_of[u][f]) for f, u in dec_pairs]
+    row.update(
+        equiv_asg_f1=eq_asg.f1,
+        equiv_rel_f1=eq_rel.f1,
+        n_equiv_true=eq_asg.n_true,
+        n_equiv_asg=eq_asg.n_predicted,
+        n_equiv_rel=eq_rel.n_predicted,
+        direction_ok=(sum(lab != "source_split_by_target" for lab in labels) / len(labels))
+        if labels
+        else None,
+        member_relations={lab: labels.count(lab) for lab in sorted(set(labels))},
+    )
+    return row
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    if value is None:
+        return "n/a"
+    return format(value, fmt)
+
+
+def print_table(rows: list[dict[str, Any]], means: dict[str, dict[str, Any]]) -> None:
+    name_w = max([len(r["world"]) for r in rows] + [10])
+    header = f"{'world':<{name_w}} {'split':<5} " + " ".join(f"{h:>8}" for _, h, _ in COLUMNS)
+    print(header)
+    print("-" * len(header))
+    for split in ("dev", "test"):
+        for r in (r for r in rows if r["split"] == split):
+            print(
+                f"{r['world']:<{name_w}} {r['split']:<5} "
+                + " ".join(f"{_fmt(r.get(k), f):>8}" for k, _, f in COLUMNS)
+            )
+        if split in means:
+            m = means[split]
+            print(
+                f"{'MEAN ' + split:<{name_w}} {split:<5} "
+                + " ".join(f"{_fmt(m.get(k), f) if f != 'd' else '':>8}" for k, _, f in COLUMNS)
+            )
+        print()
+
+
+def _git_head(repo: Path) -> dict[str, Any]:
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True
+            ).stdout.strip()
+        )
+    except OSError:
+        return {"head": None, "dirty": None}
+    return {"head": head, "dirty": dirty}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worlds-dir", required=True, type=Path)
+    parser.add_argument("--split", choices=("dev", "test", "all"), default="all")
+    parser.add_argument(
+        "--out", type=Path, help="results JSON (default WORLDS_DIR/eval_results.json)"
+    )
+    parser.add_argument(
+        "--reuse-alignment", action="store_true", help="keep existing alignment folders"
+    )
+    args = parser.parse_args(argv)
+
+    worlds = sorted(p.parent for p in args.worlds_dir.glob("*/ground_truth.json"))
+    if not worlds:
+        parser.error(
+            f"no worlds in {str(args.worlds_dir)!r}; build them with python -m benchmarks.worlds.build"
+        )
+    rows = []
+    for world_dir in worlds:
+        split = json.loads((world_dir / "ground_truth.json").read_text())["split"]
+        if args.split != "all" and split != args.split:
+            continue
+        print(f"scoring {world_dir.name} [{split}] ...", file=sys.stderr, flush=True)
+        rows.append(score_world(world_dir, reuse_alignment=args.reuse_alignment))
+    means = {
+        split: {**aggregate(group, MEAN_KEYS), "n_worlds": len(group)}
+        for split in ("dev", "test")
+        if (group := [r for r in rows if r["split"] == split])
+    }
+    print_table(rows, means)
+    out = args.out or args.worlds_dir / "eval_results.json"
+    out.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "package": _git_head(Path(__file__).resolve().parents[1]),
+                "fixed_threshold": FIXED_THRESHOLD,
+                "rows": rows,
+                "means": means,
+                "columns": {k: h for k, h, _ in COLUMNS},
+            },
+            indent=2,
+        )
+    )
+    print(f"results written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""The saved result of whole-dictionary alignment: per-feature tables, saved and loaded.
+
+:func:`splatnlp.mechinterp.analysis.align.dictionary.align_contexts` computes an :class:`AlignmentTables`;
+:func:`save_tables` writes it and :func:`load_tables` reads it back, so that queries (the
+matcher, the CLI, plots) can use a finished alignment without recomputing it. The report models are in
+:mod:`splatnlp.mechinterp.analysis.align.report`; this module holds no numerical code and
+imports nothing heavier than numpy and pydantic.
+
+Saved layout of :func:`save_tables` (``load_tables`` reads it back)::
+
+    report.json            the AlignmentReport (options, fingerprints, summaries, timings)
+    a/<array>.npy          per-feature arrays of side A, shape (K_a,), listed in SIDE_ARRAYS
+    b/<array>.npy          the same for side B, shape (K_b,)
+    block/<array>.npy      the heatmap block, listed in BLOCK_ARRAYS
+    null/<array>.npy       null samples, listed in NULL_ARRAYS
+
+Arrays: ``best_<metric>_index`` (int64, -1 = none) and ``best_<metric>_score`` (float64, NaN =
+none) for each metric in :data:`METRICS`; ``count`` (int64, examples where active); ``parent``
+(int64: on the larger side, the assigned feature of the smaller side, -1 = none; on the smaller
+side all -1) and ``parent_score`` (its correlation, NaN = none); ``n_assigned`` (int64: on the
+smaller side, how many larger-side features were assigned to it; 0 on the larger side);
+``hungarian`` / ``hungarian_score`` (the one-to-one partner, -1 / NaN when skipped or unpaired);
+``class_label`` (fixed-width unicode, see :data:`SMALL_CLASSES` and :data:`LARGE_CLASSES`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from splatnlp.mechinterp.analysis.align.report import (
+    BLOCK_ARRAYS,
+    METRICS,
+    NULL_ARRAYS,
+    SIDE_ARRAYS,
+    AlignedBest,
+    AlignedFeature,
+    AlignmentReport,
+)
+from splatnlp.mechinterp.context.folders import publish_dir, staging_dir
+
+__all__ = ["AlignmentTables", "check_output_dir", "load_tables", "save_tables"]
+
+
+@dataclass(eq=False)
+class AlignmentTables:
+    """What :func:`align_contexts` returns: the report, per-feature arrays of both sides
+    (names in :data:`SIDE_ARRAYS`), the heatmap block and null samples the plots draw
+    (names in :data:`BLOCK_ARRAYS` and :data:`NULL_ARRAYS`), and the (K_a, K_b) matrices when
+    ``keep_matrices``."""
+
+    report: AlignmentReport
+    a: dict[str, np.ndarray]
+    b: dict[str, np.ndarray]
+    block: dict[str, np.ndarray]
+    null: dict[str, np.ndarray]
+    matrices: dict[str, np.ndarray] | None = None
+    source: Path | None = None
+    """The folder these tables were loaded from (None when computed in memory)."""
+
+    def side(self, model: str) -> tuple[Literal["a", "b"], dict[str, np.ndarray]]:
+        """The side ('a' or 'b') whose model type or context name is ``model``, and its arrays."""
+        r = self.report
+        for key, names, arrays in (
+            ("a", (r.a_model, r.a_name), self.a),
+            ("b", (r.b_model, r.b_name), self.b),
+        ):
+            if model in names:
+                return key, arrays
+        raise KeyError(
+            f"model {model!r} is not in this alignment; expected one of "
+            f"{sorted({r.a_model, r.a_name, r.b_model, r.b_name})}"
+        )
+
+    def lookup(self, model: str, feature: int) -> AlignedFeature:
+        """Everything this alignment holds about ``feature`` of ``model`` (a model type or
+        context name of either side), without touching any codes."""
+        key, arrays = self.side(model)
+        r = self.report
+        k = r.n_features_a if key == "a" else r.n_features_b
+        if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)) or not 0 <= feature < k:
+            raise ValueError(f"feature {feature!r} is out of range for {model!r} (0..{k - 1})")
+        feature = int(feature)
+        other = self.b if key == "a" else self.a
+        larger = key == r.larger_side
+        # Own-perspective names for the two containments (see AlignedFeature).
+        names = {
+            "p_b_given_a": "p_target_given_source" if key == "a" else "p_source_given_target",
+            "p_a_given_b": "p_source_given_target" if key == "a" else "p_target_given_source",
+        }
+        best = {}
+        for metric in METRICS:
+            index = int(arrays[f"best_{metric}_index"][feature])
+            score = float(arrays[f"best_{metric}_score"][feature])
+            best[names.get(metric, metric)] = None if index < 0 else AlignedBest(feature=index, score=score)
+        children = np.zeros(0, dtype=np.int64)
+        if not larger:
+            children = np.flatnonzero(other["parent"] == feature)
+            children = children[np.argsort(-other["parent_score"][children], kind="stable")]
+        parent = int(arrays["parent"][feature])
+        partner = int(arrays["hungarian"][feature])
+        return AlignedFeature(
+            model=r.a_model if key == "a" else r.b_model,
+            feature=feature,
+            other_model=r.b_model if key == "a" else r.a_model,
+            class_label=str(arrays["class_label"][feature]),
+            count=int(arrays["count"][feature]),
+            parent=parent if parent >= 0 else None,
+            parent_score=float(arrays["parent_score"][feature]) if parent >= 0 else None,
+            children=children.tolist(),
+            children_scores=other["parent_score"][children].tolist(),
+            hungarian=partner if partner >= 0 else None,
+            hungarian_score=float(arrays["hungarian_score"][feature]) if partner >= 0 else None,
+            best=best,
+            alignment=str(self.source) if self.source else "memory",
+        )
+
+
+def check_output_dir(directory: str | Path) -> Path:
+    """Raise FileExistsError unless ``directory`` is new, empty, or earlier alignment tables
+    (which :func:`save_tables` replaces). Check before a long alignment, not after."""
+    directory = Path(directory)
+    if directory.exists() and not (directory / "report.json").is_file():
+        if not directory.is_dir() or any(directory.iterdir()):
+            raise FileExistsError(
+                f"{str(directory)!r} exists and is not an alignment folder (no report.json); "
+                "choose a new or empty folder"
+            )
+    return directory
+
+
+def save_tables(
+    tables: AlignmentTables, directory: str | Path, *, files: dict[str, Any] | None = None
+) -> Path:
+    """Write ``report.json`` and the arrays (layout in the module docstring) to ``directory``,
+    replacing it whole; the (K_a, K_b) matrices are not saved. Returns the folder.
+
+    The folder is written under a hidden name beside ``directory`` and renamed into place, so a
+    reader sees the previous tables or the new ones, never a mix. ``files`` maps extra relative
+    paths to a callable ``write(path)`` run inside the new folder before it is published (the CLI
+    puts its plots there this way).
+
+    Raises FileExistsError when ``directory`` exists, is not empty and holds no report.json
+    (it is not an alignment folder, so it is not replaced).
+    """
+    directory = check_output_dir(directory)
+    tmp = staging_dir(directory)
+    try:
+        for name, arrays, keys in _groups(tables):
+            (tmp / name).mkdir()
+            for key in keys:
+                np.save(tmp / name / f"{key}.npy", arrays[key], allow_pickle=False)
+        (tmp / "report.json").write_text(tables.report.model_dump_json(indent=2))
+        for relative, write in (files or {}).items():
+            target = tmp / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write(target)
+        publish_dir(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def _groups(tables: AlignmentTables):
+    return (
+        ("a", tables.a, SIDE_ARRAYS),
+        ("b", tables.b, SIDE_ARRAYS),
+        ("block", tables.block, BLOCK_ARRAYS),
+        ("null", tables.null, NULL_ARRAYS),
+    )
+
+
+def load_tables(directory: str | Path) -> AlignmentTables:
+    """Read what :func:`save_tables` wrote (without matrices)."""
+    directory = Path(directory)
+    path = directory / "report.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no alignment report at {str(path)!r}; write it with save_tables")
+    report = AlignmentReport.model_validate(json.loads(path.read_text()))
+    groups = {}
+    for name, keys in (
+        ("a", SIDE_ARRAYS),
+        ("b", SIDE_ARRAYS),
+        ("block", BLOCK_ARRAYS),
+        ("null", NULL_ARRAYS),
+    ):
+        arrays = {}
+        for key in keys:
+            file = directory / name / f"{key}.npy"
+            if not file.is_file():
+                raise FileNotFoundError(f"alignment table {str(file)!r} is missing")
+            arrays[key] = np.load(file, allow_pickle=False)
+        groups[name] = arrays
+    for name, k in (("a", report.n_features_a), ("b", report.n_features_b)):
+        for key, arr in groups[name].items():
+            if arr.shape != (k,):
+                raise ValueError(
+                    f"{str(directory / name / key)!r}.npy has shape {arr.shape}; expected ({k},)"
+                )
+    block = groups["block"]
+    expected = (len(block["rows"]), len(block["cols"]))
+    if block["values"].shape != expected or block["col_row"].shape != expected[1:]:
+        raise ValueError(
+            f"heatmap block in {str(directory / 'block')!r} is inconsistent: values {block['values'].shape}, "
+            f"col_row {block['col_row'].shape}; expected {expected} and ({expected[1]},)"
+        )
+    return AlignmentTables(
+        report=report, a=groups["a"], b=groups["b"], block=block, null=groups["null"], source=directory
+    )

@@ -1,0 +1,40 @@
+"""Decomposition of one feature on several features of the other model: sparse NNLS.
+
+The fit runs through the normal equations, so nothing dense of length ``n_examples`` is built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+
+__all__ = ["nnls_sparse"]
+
+
+def nnls_sparse(
+    csc, columns: np.ndarray, rows: np.ndarray, values: np.ndarray, n: int
+) -> tuple[np.ndarray, float | None]:
+    """Non-negative least squares of a centered sparse source on centered sparse target columns,
+    through the normal equations so nothing dense of length n_examples is built.
+
+    Returns (weights (m,), R^2 or None when the source has zero variance).
+    """
+    # float64 throughout: a float32 Gram put ~2e-6 of error into the weights of a near-exact fit.
+    X = csc[:, columns].astype(np.float64)  # (n, m) sparse
+    values = np.asarray(values, dtype=np.float64)
+    mu_x = np.asarray(X.sum(0)).ravel() / n
+    mu_y = float(values.sum()) / n
+    gram = (X.T @ X).toarray() - n * np.outer(mu_x, mu_x)  # Xc^T Xc
+    xy = np.asarray(X[rows].T @ values).ravel() - n * mu_x * mu_y  # Xc^T yc
+    sst = float(values @ values) - n * mu_y * mu_y
+    if sst <= 0:
+        return np.zeros(len(columns)), None
+    # nnls wants min |A w - b|: with G = L L^T (Cholesky), A = L^T and b = L^-1 Xc^T yc give the
+    # same objective up to a constant. A tiny ridge keeps G positive definite for collinear columns.
+    ridge = 1e-9 * max(float(np.trace(gram)), 1e-12)
+    L = np.linalg.cholesky(gram + ridge * np.eye(len(columns)))
+    b = scipy.linalg.solve_triangular(L, xy, lower=True)
+    weights, _ = scipy.optimize.nnls(L.T, b)
+    sse = sst - 2 * float(xy @ weights) + float(weights @ gram @ weights)
+    return weights, max(0.0, 1.0 - sse / sst)

@@ -1,0 +1,559 @@
+"""FeatureMatcher: every target feature scored against a source feature, exactly.
+
+One query is one pass over the target's CSR rows at the examples where the source is active
+(the source is zero everywhere else, so nothing else contributes to any pair sum), followed by
+vectorized arithmetic over all targets. See :mod:`splatnlp.mechinterp.analysis.metrics.pairs`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+import scipy.special
+
+from splatnlp.mechinterp.analysis.align.report import AlignedFeature
+from splatnlp.mechinterp.analysis.align.tables import AlignmentTables, load_tables
+from splatnlp.mechinterp.analysis.match.decompose import nnls_sparse
+from splatnlp.mechinterp.analysis.match.options import SORT_KEYS, MatchOptions, SortKey
+from splatnlp.mechinterp.analysis.match.reports import (
+    Decomposition,
+    DecompositionMember,
+    FeatureComparison,
+    FeatureMatch,
+    FeatureSummary,
+    MatchReport,
+    NullModel,
+    TokenScore,
+)
+from splatnlp.mechinterp.analysis.metrics import pairs as M
+from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
+from splatnlp.mechinterp.context import MechInterpContext, load_context
+
+OTHER_MODEL = {"ultra": "full", "full": "ultra"}
+def _feature_summary(arrays: FeatureArrays, feature: int) -> FeatureSummary:
+    s = arrays.ctx.stats
+    ids = arrays.top_tokens[feature]
+    return FeatureSummary(
+        feature=feature,
+        model=arrays.ctx.model_type,
+        n_active=int(arrays.count[feature]),
+        frequency=float(arrays.count[feature] / arrays.ctx.n_examples),
+        mean=float(s.mean[feature]),
+        max=float(s.max[feature]),
+        top_tokens=[
+            TokenScore(token=arrays.token_names[t], score=float(arrays.token_scores[feature, t]))
+            for t in ids
+        ],
+        dead=bool(arrays.count[feature] == 0),
+    )
+
+
+class _Scores:
+    """Every metric of one source against all targets, as arrays with NaN where undefined."""
+
+    def __init__(self, **arrays: Any):
+        self.__dict__.update(arrays)
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def _opt(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
+
+
+class FeatureMatcher:
+    """Match features of ``source_ctx`` against every feature of ``target_ctx``.
+
+    Parameters
+    ----------
+    source_ctx : the context of the model holding the feature you know
+    target_ctx : the other model's context; by default the other of ``ultra``/``full``, looked
+        up first beside the source's folder, then through :func:`load_context`
+    options : :class:`MatchOptions`
+    alignment : a saved whole-dictionary alignment of these two contexts (its folder, or
+        :class:`AlignmentTables`); reports then carry what it says about the source feature
+        (``report.alignment``: class, parent, children, best match per metric), and
+        :meth:`aligned` answers from it without scoring
+    """
+
+    def __init__(
+        self,
+        source_ctx: MechInterpContext,
+        target_ctx: MechInterpContext | None = None,
+        *,
+        options: MatchOptions | None = None,
+        alignment: AlignmentTables | str | Path | None = None,
+    ):
+        if not isinstance(source_ctx, MechInterpContext):
+            raise TypeError(f"source_ctx must be a MechInterpContext, got {type(source_ctx).__name__}")
+        if target_ctx is None:
+            target_ctx = self._default_target(source_ctx)
+        if source_ctx.fingerprint != target_ctx.fingerprint:
+            raise ValueError(
+                f"contexts {source_ctx.name!r} and {target_ctx.name!r} were computed on different "
+                f"example sets ({source_ctx.fingerprint[:19]}... vs {target_ctx.fingerprint[:19]}...); "
+                "matching needs codes on one shared example set"
+            )
+        for ctx in (source_ctx, target_ctx):
+            if not ctx.codes.has_files():
+                raise FileNotFoundError(f"context {ctx.name!r} at {str(ctx.path)!r} has no codes")
+        self.source_ctx = source_ctx
+        self.target_ctx = target_ctx
+        self.options = options or MatchOptions()
+        self._source = FeatureArrays(source_ctx, top_token_method=self.options.top_token_method, n_top_tokens=self.options.n_top_tokens)
+        self._target = FeatureArrays(target_ctx, top_token_method=self.options.top_token_method, n_top_tokens=self.options.n_top_tokens)
+        self.alignment = None if alignment is None else self._check_alignment(alignment)
+
+    def _check_alignment(self, alignment: AlignmentTables | str | Path) -> AlignmentTables:
+        tables = alignment if isinstance(alignment, AlignmentTables) else load_tables(alignment)
+        r = tables.report
+        where = str(tables.source) if tables.source else "the alignment"
+        for ctx in (self.source_ctx, self.target_ctx):
+            if ctx.fingerprint not in (r.a_fingerprint, r.b_fingerprint):
+                raise ValueError(
+                    f"{where} was computed on example set {r.a_fingerprint[:19]}..., not on "
+                    f"{ctx.name!r}'s ({ctx.fingerprint[:19]}...); align these contexts again"
+                )
+        try:
+            key, _ = tables.side(self.source_ctx.model_type)
+        except KeyError:
+            key, _ = tables.side(self.source_ctx.name)
+        other_model = r.b_model if key == "a" else r.a_model
+        if self.target_ctx.model_type != other_model:
+            raise ValueError(
+                f"{where} aligns {r.a_model!r} with {r.b_model!r}; it has no "
+                f"{self.source_ctx.model_type!r} -> {self.target_ctx.model_type!r} direction"
+            )
+        return tables
+
+    def aligned(self, source_feature: int) -> AlignedFeature:
+        """What the alignment given to the constructor says about ``source_feature``."""
+        if self.alignment is None:
+            raise ValueError(
+                "this matcher has no alignment; pass FeatureMatcher(..., alignment=<folder>) "
+                "written by save_tables or `splatnlp-mechinterp align`"
+            )
+        feature = self.source_ctx.check_feature(source_feature)
+        return self.alignment.lookup(self.source_ctx.model_type, feature)
+
+    @staticmethod
+    def _default_target(source: MechInterpContext) -> MechInterpContext:
+        other = OTHER_MODEL.get(source.model_type)
+        if other is None:
+            raise ValueError(
+                f"context {source.name!r} has model_type {source.model_type!r}; pass target_ctx "
+                "explicitly (the default target exists only for 'ultra' <-> 'full')"
+            )
+        sibling = source.path.parent / other
+        if (sibling / "context.yaml").is_file():
+            candidate = MechInterpContext(sibling)
+            if candidate.fingerprint == source.fingerprint:
+                return candidate
+        return load_context(other)
+
+    def __repr__(self) -> str:
+        return f"FeatureMatcher({self.source_ctx.name!r} -> {self.target_ctx.name!r})"
+
+    @property
+    def n_examples(self) -> int:
+        return self.source_ctx.n_examples
+
+    # -- scoring -------------------------------------------------------------------------------
+    def _score_all(self, feature: int) -> _Scores:
+        opt = self.options
+        src, tgt = self._source, self._target
+        n = self.n_examples
+        rows, values = self.source_ctx.codes.feature(feature)
+        count_s = int(len(rows))
+        dot, coactive = M.pair_sums(rows, values, self.target_ctx.codes.csr)
+        corr = M.pearson(dot, n, src.mean[feature], src.std[feature], tgt.mean, tgt.std)
+        p_ts = M.containment(coactive, count_s)
+        p_st = M.containment(coactive, tgt.count)
+        cj = M.coactivation_jaccard(coactive, count_s, tgt.count)
+        tok, _ = M.set_jaccard(src.top_tokens[feature], tgt.token_sets)
+        dec = M.cosine_rows(src.decoder[feature], tgt.decoder)
+
+        # Reasons, per metric, per target (0 = defined). Later checks win, so order matters.
+        n_t = len(dot)
+        r_corr = np.zeros(n_t, dtype=np.int8)
+        r_corr[tgt.count < opt.min_active] = M.TARGET_RARE
+        r_corr[tgt.count == 0] = M.TARGET_DEAD
+        r_corr[(tgt.std == 0) & (tgt.count > 0)] = M.ZERO_VARIANCE
+        if count_s == 0:
+            r_corr[:] = M.SOURCE_DEAD
+        elif count_s < opt.min_active:
+            r_corr[:] = M.SOURCE_RARE
+        elif src.std[feature] == 0:
+            r_corr[:] = M.ZERO_VARIANCE
+        corr[r_corr > 0] = np.nan
+        r_pts = np.zeros(n_t, dtype=np.int8)
+        r_pts[:] = M.SOURCE_DEAD if count_s == 0 else (M.SOURCE_RARE if count_s < opt.min_active else 0)
+        p_ts[r_pts > 0] = np.nan
+        r_pst = np.zeros(n_t, dtype=np.int8)
+        r_pst[tgt.count < opt.min_active] = M.TARGET_RARE
+        r_pst[tgt.count == 0] = M.TARGET_DEAD
+        p_st[r_pst > 0] = np.nan
+        r_cj = np.where(np.isnan(cj), M.SOURCE_DEAD if count_s == 0 else M.TARGET_DEAD, 0).astype(np.int8)
+        r_tok = np.where(np.isnan(tok), M.NO_TOKENS, 0).astype(np.int8)
+        if count_s == 0:
+            # An empty set vs a non-empty one has Jaccard 0, but a dead source has no top
+            # examples to take tokens from at all: that is undefined, not "no overlap".
+            tok[:] = np.nan
+            r_tok[:] = M.SOURCE_DEAD
+        r_dec = np.where(np.isnan(dec), M.ZERO_DECODER, 0).astype(np.int8)
+
+        metric = {
+            "activation_correlation": (corr, r_corr),
+            "top_token_overlap": (tok, r_tok),
+            "decoder_cosine": (dec, r_dec),
+            "coactivation_jaccard": (cj, r_cj),
+            "p_target_given_source": (p_ts, r_pts),
+            "p_source_given_target": (p_st, r_pst),
+        }
+        combined = np.zeros(n_t)
+        for name, w in opt.weights.items():
+            combined += w * metric[name][0]  # NaN propagates: undefined part -> undefined score
+
+        # Relations from correlation and containment (rules in MatchOptions / README).
+        with np.errstate(invalid="ignore"):
+            related = corr >= opt.related_correlation
+            lo = np.fmin(p_ts, p_st)
+            equivalent = related & (corr >= opt.equivalent_correlation) & (lo >= opt.equivalent_containment)
+            asym = p_st - p_ts
+            split_by = related & ~equivalent & (asym >= opt.containment_asymmetry)
+            part_of = related & ~equivalent & (-asym >= opt.containment_asymmetry)
+        relation = np.full(n_t, "unrelated", dtype=object)
+        relation[related] = "partial"
+        relation[split_by] = "source_split_by_target"
+        relation[part_of] = "source_part_of_target"
+        relation[equivalent] = "equivalent"
+
+        # Analytic permutation null for Pearson: under a random shuffle of the examples, r has
+        # mean 0 and variance 1/(n-1) exactly; tails by the normal approximation, and
+        # family-wise over all candidates by Sidak.
+        with np.errstate(invalid="ignore"):
+            z = corr * np.sqrt(max(n - 1, 1))
+            p_single = scipy.special.ndtr(-z)
+            p_fw = -np.expm1(n_t * np.log1p(-np.minimum(p_single, 1 - 1e-16)))
+        return _Scores(
+            metric=metric,
+            combined=combined,
+            relation=relation,
+            related=related,
+            p_value=p_fw,
+            count_s=count_s,
+            rows=rows,
+            values=values,
+            coactive=coactive,
+        )
+
+    def _null(self, feature: int, scores: _Scores) -> tuple[NullModel, np.ndarray]:
+        """The null model and per-target p-values (family-wise over all candidates)."""
+        opt = self.options
+        n_t = self.target_ctx.n_features
+        n = self.n_examples
+        if opt.n_permutations == 0:
+            expected = float(np.sqrt(2 * np.log(max(n_t, 2)) / max(n - 1, 1)))
+            return (
+                NullModel(
+                    method="permutation_analytic",
+                    description=(
+                        "source's example order shuffled: Pearson r has mean 0 and variance "
+                        f"1/(n-1) with n={n}; one-sided normal tail, Sidak-corrected over "
+                        f"{n_t} candidates"
+                    ),
+                    n_candidates=n_t,
+                    expected_max_correlation=expected,
+                ),
+                scores.p_value,
+            )
+        rng = np.random.default_rng(opt.seed)
+        src = self._source
+        null_max = []
+        for _ in range(opt.n_permutations):
+            rows = rng.choice(n, size=scores.count_s, replace=False)
+            dot, _ = M.pair_sums(np.sort(rows), scores.values[np.argsort(rows)], self.target_ctx.codes.csr)
+            r = M.pearson(dot, n, src.mean[feature], src.std[feature], self._target.mean, self._target.std)
+            r[np.isnan(scores.metric["activation_correlation"][0])] = np.nan
+            null_max.append(float(np.nanmax(r)) if np.isfinite(r).any() else float("nan"))
+        null_arr = np.array(null_max)
+        corr = scores.metric["activation_correlation"][0]
+        with np.errstate(invalid="ignore"):
+            exceed = (null_arr[None, :] >= corr[:, None]).sum(1)
+        p = np.where(np.isnan(corr), np.nan, (1 + exceed) / (1 + opt.n_permutations))
+        return (
+            NullModel(
+                method="permutation_empirical",
+                description=(
+                    f"best correlation over all {n_t} candidates with the source's values moved "
+                    f"to random examples, {opt.n_permutations} shuffles (seed {opt.seed}); "
+                    "p = (1 + #shuffles beating r) / (1 + shuffles)"
+                ),
+                n_candidates=n_t,
+                n_permutations=opt.n_permutations,
+                null_max_correlation=[round(x, 6) if np.isfinite(x) else None for x in null_max],
+                expected_max_correlation=float(np.nanmean(null_arr)) if np.isfinite(null_arr).any() else None,
+            ),
+            p,
+        )
+
+    def _match(self, feature: int, target: int, rank: int, scores: _Scores, p_value: np.ndarray) -> FeatureMatch:
+        values: dict[str, float | None] = {}
+        undefined: dict[str, str] = {}
+        for name, (arr, reason) in scores.metric.items():
+            values[name] = _opt(arr[target])
+            if values[name] is None:
+                undefined[name] = M.REASONS.get(int(reason[target]), "undefined")
+        combined = _opt(scores.combined[target])
+        if combined is None:
+            parts = [n for n in self.options.weights if values[n] is None]
+            undefined["combined_score"] = f"undefined because {', '.join(parts)} is undefined"
+        p = _opt(p_value[target])
+        if p is None:
+            undefined["p_value"] = "no correlation to test"
+        shared = self._shared_tokens(feature, target)
+        significant = bool(p is not None and p < self.options.alpha and scores.related[target])
+        relation = str(scores.relation[target])
+        return FeatureMatch(
+            target_feature=int(target),
+            rank=rank,
+            combined_score=combined,
+            relation=relation,
+            p_value=p,
+            significant=significant,
+            shared_top_tokens=shared,
+            notes=self._notes(values, relation, p, significant, shared, undefined),
+            undefined=undefined,
+            **values,
+        )
+
+    def _shared_tokens(self, feature: int, target: int) -> list[str]:
+        mine = self._source.top_tokens[feature]
+        theirs = set(self._target.top_tokens[target].tolist())
+        return [self._source.token_names[t] for t in mine if t in theirs]
+
+    def _notes(self, v, relation, p, significant, shared, undefined) -> str:
+        if "activation_correlation" in undefined:
+            return f"no correlation: {undefined['activation_correlation']}"
+        if significant:
+            verdict = "significant"
+        elif p is not None and p < self.options.alpha:
+            verdict = f"below the related threshold {self.options.related_correlation}"
+        else:
+            verdict = "not significant"
+        p_text = "<1e-300" if p == 0 else _fmt(p, ".2g")
+        text = (
+            f"{relation.replace('_', ' ')}: r={_fmt(v['activation_correlation'])}"
+            f" ({verdict}, p={p_text}), "
+            f"P(t|s)={_fmt(v['p_target_given_source'])}, P(s|t)={_fmt(v['p_source_given_target'])}, "
+            f"decoder cos={_fmt(v['decoder_cosine'])}"
+        )
+        return text + (f"; shares {', '.join(shared[:3])}" if shared else "; no shared top tokens")
+
+    # -- public API ----------------------------------------------------------------------------
+    def find_matches(
+        self,
+        source_feature: int,
+        n_candidates: int | None = None,
+        n_top_matches: int = 10,
+        *,
+        sort_by: SortKey = "activation_correlation",
+        decompose: bool = True,
+    ) -> MatchReport:
+        """Score every target feature against ``source_feature`` and return the best.
+
+        Parameters
+        ----------
+        source_feature : feature id in the source model
+        n_candidates : None scores and ranks every target. An int keeps only the best that many
+            by the exact ``sort_by`` score, computed for all targets first (an exact prefilter,
+            never a random sample); the report's ``candidate_selection`` says so.
+        n_top_matches : how many matches the report lists (>= 1)
+        sort_by : the metric that orders matches; undefined values sort last. The default,
+            exact activation correlation, found the planted parent of every demo child (README);
+            ``"combined_score"`` is upstream's order
+        decompose : also compute :meth:`find_decomposition` into ``report.decomposition``
+        """
+        t0 = time.perf_counter()
+        feature = self.source_ctx.check_feature(source_feature)
+        if isinstance(n_top_matches, bool) or not isinstance(n_top_matches, (int, np.integer)) or n_top_matches < 1:
+            raise ValueError(f"n_top_matches must be an integer >= 1, got {n_top_matches!r}")
+        if n_candidates is not None and (
+            isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1
+        ):
+            raise ValueError(f"n_candidates must be None or an integer >= 1, got {n_candidates!r}")
+        if sort_by not in SORT_KEYS:
+            raise ValueError(f"sort_by {sort_by!r} is unknown; expected one of {list(SORT_KEYS)}")
+        n_t = self.target_ctx.n_features
+        scores = self._score_all(feature)
+        null, p_value = self._null(feature, scores)
+        key = scores.combined if sort_by == "combined_score" else scores.metric[sort_by][0]
+        # Sort by key descending, NaN last, ties by target id.
+        order = np.lexsort((np.arange(n_t), -np.nan_to_num(key, nan=-np.inf)))
+        if n_candidates is not None and n_candidates < n_t:
+            tested = int(n_candidates)
+            selection = (
+                f"exact prefilter: the {tested} best of all {n_t} {self.target_ctx.model_type} "
+                f"features by {sort_by} (every feature was scored; the rest are dropped)"
+            )
+        else:
+            tested = n_t
+            selection = f"all {n_t} {self.target_ctx.model_type} features"
+        top = order[: min(n_top_matches, tested)]
+        matches = [self._match(feature, int(t), i + 1, scores, p_value) for i, t in enumerate(top)]
+
+        corr = scores.metric["activation_correlation"][0]
+        warnings: list[str] = []
+        summary = _feature_summary(self._source, feature)
+        if summary.dead:
+            warnings.append(f"source feature {feature} is never active; every activation metric is undefined")
+        elif scores.count_s < self.options.min_active:
+            warnings.append(
+                f"source feature {feature} is active on only {scores.count_s} examples "
+                f"(< min_active={self.options.min_active}); correlations are undefined"
+            )
+        best = _opt(np.nanmax(corr)) if np.isfinite(corr).any() else None
+        significant = np.isfinite(p_value) & (p_value < self.options.alpha) & scores.related
+        if significant.any():
+            unique, reason = False, None
+        elif best is None:
+            unique, reason = True, "no correlation is defined (see warnings)"
+        else:
+            arg = int(np.nanargmax(corr))
+            reason = (
+                f"the best correlation is {best:.3f} ({self.target_ctx.model_type} {arg}), below the "
+                f"related threshold {self.options.related_correlation} or not significant"
+            )
+            unique = True
+        decomposition = self._decompose(feature, scores) if decompose else None
+        return MatchReport(
+            source_feature=feature,
+            source_model=self.source_ctx.model_type,
+            target_model=self.target_ctx.model_type,
+            matches=matches,
+            n_candidates_tested=tested,
+            candidate_selection=selection,
+            best_correlation=best,
+            n_examples=self.n_examples,
+            source_summary=summary,
+            decomposition=decomposition,
+            is_unique=unique,
+            unique_reason=reason,
+            null=null,
+            params={
+                "n_candidates": n_candidates,
+                "n_top_matches": n_top_matches,
+                "sort_by": sort_by,
+                **self.options.model_dump(),
+            },
+            source_fingerprint=self.source_ctx.fingerprint,
+            target_fingerprint=self.target_ctx.fingerprint,
+            elapsed_ms=(time.perf_counter() - t0) * 1000,
+            warnings=warnings,
+            alignment=None if self.alignment is None else self.aligned(feature),
+        )
+
+    def score_all(self, source_feature: int) -> dict[str, np.ndarray]:
+        """Every metric of ``source_feature`` against all targets, as arrays of shape
+        (n_target_features,) with NaN where undefined, plus ``combined_score``, ``relation``
+        (object array of labels) and ``p_value``. For bulk analyses; reports use the same numbers."""
+        feature = self.source_ctx.check_feature(source_feature)
+        scores = self._score_all(feature)
+        _, p_value = self._null(feature, scores)
+        out = {name: arr for name, (arr, _) in scores.metric.items()}
+        out.update(combined_score=scores.combined, relation=scores.relation, p_value=p_value)
+        return out
+
+    def find_decomposition(self, feature: int) -> Decomposition:
+        """The target features that together account for ``feature`` (e.g. its Ultra children).
+
+        Members are the targets whose correlation with the source reaches
+        ``options.related_correlation`` (at most ``max_decomposition_members``, strongest first);
+        a non-negative least-squares fit of the source's codes on theirs gives each member's
+        weight and the share of the source's variance they explain (R^2).
+        """
+        feature = self.source_ctx.check_feature(feature)
+        return self._decompose(feature, self._score_all(feature))
+
+    def _decompose(self, feature: int, scores: _Scores) -> Decomposition:
+        opt = self.options
+        corr = scores.metric["activation_correlation"][0]
+        with np.errstate(invalid="ignore"):
+            eligible = np.flatnonzero(corr >= opt.related_correlation)
+        eligible = eligible[np.argsort(-corr[eligible], kind="stable")][: opt.max_decomposition_members]
+        method = (
+            f"targets with correlation >= {opt.related_correlation}, weighted by non-negative "
+            "least squares of the source's codes on theirs (both centered)"
+        )
+        base = dict(
+            source_feature=feature,
+            source_model=self.source_ctx.model_type,
+            target_model=self.target_ctx.model_type,
+            n_considered=len(eligible),
+            method=method,
+        )
+        if len(eligible) == 0:
+            return Decomposition(members=[], r_squared=None, coverage=None, is_split=False, **base)
+        weights, r2 = nnls_sparse(self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples)
+        member_rows = np.concatenate([self.target_ctx.codes.feature(int(t))[0] for t in eligible])
+        coverage = float(np.isin(scores.rows, member_rows).mean()) if len(scores.rows) else None
+        p_ts = scores.metric["p_target_given_source"][0]
+        p_st = scores.metric["p_source_given_target"][0]
+        order = np.lexsort((-corr[eligible], -weights))
+        members = [
+            DecompositionMember(
+                feature=int(eligible[i]),
+                weight=float(weights[i]),
+                activation_correlation=_opt(corr[eligible[i]]),
+                p_target_given_source=_opt(p_ts[eligible[i]]),
+                p_source_given_target=_opt(p_st[eligible[i]]),
+                shared_top_tokens=self._shared_tokens(feature, int(eligible[i])),
+            )
+            for i in order
+        ]
+        return Decomposition(
+            members=members, r_squared=r2, coverage=coverage, is_split=len(members) >= 2, **base
+        )
+
+    def compare_features(self, source_fid: int, target_fid: int) -> FeatureComparison:
+        """Every pair metric for one source and one target feature."""
+        source = self.source_ctx.check_feature(source_fid)
+        target = self.target_ctx.check_feature(target_fid)
+        scores = self._score_all(source)
+        _, p_value = self._null(source, scores)
+        m = self._match(source, target, 1, scores, p_value)
+        mine = self._source.tokens_of(source)
+        theirs = self._target.tokens_of(target)
+        return FeatureComparison(
+            source_feature=source,
+            target_feature=target,
+            source_model=self.source_ctx.model_type,
+            target_model=self.target_ctx.model_type,
+            jaccard_similarity=m.top_token_overlap,
+            top_token_overlap=m.top_token_overlap,
+            activation_correlation=m.activation_correlation,
+            decoder_cosine=m.decoder_cosine,
+            coactivation_jaccard=m.coactivation_jaccard,
+            p_target_given_source=m.p_target_given_source,
+            p_source_given_target=m.p_source_given_target,
+            combined_score=m.combined_score,
+            relation=m.relation,
+            p_value=m.p_value,
+            shared_tokens=[t for t in mine if t in set(theirs)],
+            source_only_tokens=[t for t in mine if t not in set(theirs)],
+            target_only_tokens=[t for t in theirs if t not in set(mine)],
+            n_coactive=int(scores.coactive[target]),
+            notes=m.notes,
+            undefined=m.undefined,
+        )
+
+    def reverse(self) -> FeatureMatcher:
+        """The matcher in the other direction, sharing this one's options."""
+        return FeatureMatcher(self.target_ctx, self.source_ctx, options=self.options)

@@ -1,0 +1,295 @@
+"""Pydantic results of the matcher: what crosses a boundary (JSON, CLI, research store).
+
+A metric that cannot be computed is ``None`` and its name maps to the reason in ``undefined``;
+it is never reported as 0.0.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from splatnlp.mechinterp.analysis.align.report import AlignedFeature
+
+REPORT_SCHEMA_VERSION = 1
+
+Relation = Literal[
+    "equivalent",
+    "source_split_by_target",
+    "source_part_of_target",
+    "partial",
+    "unrelated",
+]
+RELATIONS: tuple[str, ...] = (
+    "equivalent",
+    "source_split_by_target",
+    "source_part_of_target",
+    "partial",
+    "unrelated",
+)
+
+
+PAIR_METRICS: tuple[str, ...] = (
+    "activation_correlation",
+    "top_token_overlap",
+    "decoder_cosine",
+    "coactivation_jaccard",
+    "p_target_given_source",
+    "p_source_given_target",
+)
+"""The per-pair metrics of a FeatureMatch, in report order (the one list the matcher, its CLI and
+the research store share)."""
+
+
+class TokenScore(BaseModel):
+    token: str
+    score: float
+    """Count among the top examples (``frequency``) or log2 enrichment (``enrichment``)."""
+
+
+class FeatureSummary(BaseModel):
+    """One feature on its own."""
+
+    feature: int
+    model: str
+    n_active: int
+    """Examples where the feature's code is > 0."""
+    frequency: float
+    """Share of examples where the feature is active."""
+    mean: float
+    """Mean code over all examples (zeros included)."""
+    max: float
+    top_tokens: list[TokenScore]
+    dead: bool
+    """Never active on the example set."""
+
+
+class NullModel(BaseModel):
+    """How significance was judged."""
+
+    method: Literal["permutation_analytic", "permutation_empirical"]
+    description: str
+    n_candidates: int
+    """Family size for the family-wise p-values."""
+    n_permutations: int = 0
+    null_max_correlation: list[float | None] = []
+    """Best correlation over all candidates under each shuffle (empirical method only); None
+    where no correlation is defined (a dead or rare source)."""
+    expected_max_correlation: float | None = None
+    """Mean of the best null correlation over all candidates."""
+
+
+class FeatureMatch(BaseModel):
+    """One candidate target feature scored against the source."""
+
+    target_feature: int
+    rank: int
+    """1-based position in the report's sort order."""
+    top_token_overlap: float | None
+    """Jaccard of the two top-token sets."""
+    activation_correlation: float | None
+    """Pearson over all shared examples, zeros included."""
+    decoder_cosine: float | None
+    """Cosine of the two unit decoder directions (weights only)."""
+    coactivation_jaccard: float | None
+    """Jaccard of the sets of examples where each is active."""
+    p_target_given_source: float | None
+    """P(target active | source active)."""
+    p_source_given_target: float | None
+    """P(source active | target active)."""
+    combined_score: float | None
+    """Weighted sum of metrics (weights in the report's params); None if any part is undefined."""
+    relation: Relation
+    p_value: float | None
+    """Family-wise p-value of the correlation against the report's null."""
+    significant: bool
+    """p_value < alpha and correlation >= the 'related' threshold."""
+    shared_top_tokens: list[str]
+    notes: str
+    undefined: dict[str, str] = {}
+    """Metric name -> why it is None."""
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+class DecompositionMember(BaseModel):
+    feature: int
+    weight: float
+    """Non-negative least-squares weight of this target in the fit of the source."""
+    activation_correlation: float | None
+    p_target_given_source: float | None
+    p_source_given_target: float | None
+    shared_top_tokens: list[str]
+
+
+class Decomposition(BaseModel):
+    """The target features that together account for the source feature."""
+
+    source_feature: int
+    source_model: str
+    target_model: str
+    members: list[DecompositionMember]
+    r_squared: float | None
+    """Share of the source's variance explained by the non-negative fit on the members."""
+    coverage: float | None
+    """Share of the source's active examples where at least one member is active."""
+    n_considered: int
+    """Candidates (correlation >= min_correlation) the fit chose from."""
+    method: str
+    is_split: bool
+    """At least two members: the target model splits the source."""
+
+
+class MatchReport(BaseModel):
+    """All candidate matches of one source feature in the other model."""
+
+    model_config = ConfigDict(ser_json_inf_nan="null")
+
+    schema_version: int = REPORT_SCHEMA_VERSION
+    source_feature: int
+    source_model: str
+    target_model: str
+    matches: list[FeatureMatch]
+    n_candidates_tested: int
+    candidate_selection: str
+    """How the candidates were chosen (all targets, or an exact prefilter)."""
+    best_correlation: float | None
+    n_examples: int
+    source_summary: FeatureSummary
+    decomposition: Decomposition | None
+    is_unique: bool
+    """No candidate is significant and related: the source has no counterpart."""
+    unique_reason: str | None
+    null: NullModel
+    params: dict[str, Any]
+    source_fingerprint: str
+    target_fingerprint: str
+    elapsed_ms: float
+    warnings: list[str] = Field(default_factory=list)
+    alignment: AlignedFeature | None = None
+    """What a saved whole-dictionary alignment says about the source feature, when the matcher
+    was given one (``FeatureMatcher(..., alignment=...)``)."""
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        s = self.source_summary
+        head = (
+            f"{self.source_model} feature {self.source_feature} "
+            f"(active on {s.frequency:.1%} of {self.n_examples} examples; top tokens: "
+            f"{', '.join(t.token for t in s.top_tokens[:5]) or 'none'})"
+        )
+        lines = [head]
+        if self.is_unique:
+            lines.append(f"  no counterpart in {self.target_model}: {self.unique_reason}")
+        for m in self.matches[:5]:
+            r = "n/a" if m.activation_correlation is None else f"{m.activation_correlation:.3f}"
+            c = "n/a" if m.combined_score is None else f"{m.combined_score:.3f}"
+            lines.append(
+                f"  #{m.rank} {self.target_model} {m.target_feature}: {m.relation}, r={r}, "
+                f"score={c}, shared {m.shared_top_tokens[:3]}"
+            )
+        if self.decomposition and self.decomposition.is_split:
+            d = self.decomposition
+            r2 = "n/a" if d.r_squared is None else f"{d.r_squared:.2f}"
+            lines.append(
+                f"  split into {len(d.members)} {self.target_model} features "
+                f"{[m.feature for m in d.members[:8]]} (R^2 {r2})"
+            )
+        if self.alignment is not None:
+            lines.append(f"  alignment: {self.alignment.describe()}")
+        lines.extend(f"  warning: {w}" for w in self.warnings)
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        """A Markdown table of the matches with the source summary."""
+        s = self.source_summary
+        out = [
+            f"## {self.source_model} feature {self.source_feature} → {self.target_model}",
+            "",
+            f"Active on {s.n_active} / {self.n_examples} examples ({s.frequency:.2%}); "
+            f"top tokens: {', '.join(t.token for t in s.top_tokens[:8]) or 'none'}.",
+            f"Candidates: {self.candidate_selection}. Null: {self.null.description}",
+            "",
+            "| rank | feature | relation | corr | token J | decoder cos | P(t|s) | P(s|t) | score | p | shared tokens |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+
+        def f(x: float | None, spec: str = ".3f") -> str:
+            return "—" if x is None else format(x, spec)
+
+        for m in self.matches:
+            out.append(
+                f"| {m.rank} | {m.target_feature} | {m.relation} | {f(m.activation_correlation)} | "
+                f"{f(m.top_token_overlap)} | {f(m.decoder_cosine)} | {f(m.p_target_given_source)} | "
+                f"{f(m.p_source_given_target)} | {f(m.combined_score)} | {f(m.p_value, '.2g')} | "
+                f"{', '.join(m.shared_top_tokens[:4])} |"
+            )
+        if self.is_unique:
+            out += ["", f"**Unique to {self.source_model}:** {self.unique_reason}"]
+        if self.decomposition and self.decomposition.members:
+            d = self.decomposition
+            out += [
+                "",
+                f"Decomposition ({d.method}): {len(d.members)} members, "
+                f"R² {f(d.r_squared, '.2f')}, coverage {f(d.coverage, '.2f')}",
+            ]
+        for w in self.warnings:
+            out.append(f"\n> warning: {w}")
+        return "\n".join(out)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        return cls.model_json_schema()
+
+
+class FeatureComparison(BaseModel):
+    """Every pair metric for one (source, target) pair; item access works like a dict."""
+
+    source_feature: int
+    target_feature: int
+    source_model: str
+    target_model: str
+    jaccard_similarity: float | None
+    """Top-token Jaccard (same as ``top_token_overlap``)."""
+    top_token_overlap: float | None
+    activation_correlation: float | None
+    decoder_cosine: float | None
+    coactivation_jaccard: float | None
+    p_target_given_source: float | None
+    p_source_given_target: float | None
+    combined_score: float | None
+    relation: Relation
+    p_value: float | None
+    shared_tokens: list[str]
+    source_only_tokens: list[str]
+    target_only_tokens: list[str]
+    n_coactive: int
+    """Examples where both are active."""
+    notes: str
+    undefined: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(f"{key!r} is not a comparison field; fields: {sorted(type(self).model_fields)}")
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return list(type(self).model_fields)
+
+
+def export_schemas() -> str:
+    """JSON schemas of every report model, as one JSON document."""
+    return json.dumps(
+        {
+            "MatchReport": MatchReport.model_json_schema(),
+            "FeatureComparison": FeatureComparison.model_json_schema(),
+            "Decomposition": Decomposition.model_json_schema(),
+        },
+        indent=2,
+    )

@@ -1,0 +1,118 @@
+"""Tests of splatnlp/mechinterp/analysis/tables.py: lookups from saved alignment tables, the
+matcher reading them, and the atomic folder write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from helpers import Pair, random_examples, random_sae
+
+from splatnlp.mechinterp.analysis import AlignedFeature, FeatureMatcher, MatchReport
+from splatnlp.mechinterp.analysis.align.dictionary import AlignOptions, align_contexts
+from splatnlp.mechinterp.analysis.align.tables import load_tables, save_tables
+from splatnlp.mechinterp.context import build_context
+
+CHEAP = dict(n_null_features=8, n_null_directions=16)
+
+
+@pytest.fixture(scope="module")
+def saved(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tables = align_contexts(pair.source, pair.target, options=AlignOptions(keep_matrices=True, **CHEAP))
+    return save_tables(tables, tmp_path_factory.mktemp("tables") / "aligned")
+
+
+def test_lookup_matches_the_arrays(pair: Pair, saved: Path) -> None:
+    tables = load_tables(saved)
+    small, large = pair.source.model_type, pair.target.model_type  # 7 vs 40 features
+    assert tables.report.larger_side == "b"
+    parent = tables.b["parent"]
+    for feature in range(pair.source.n_features):
+        entry = tables.lookup(small, feature)
+        kids = np.flatnonzero(parent == feature)
+        assert sorted(entry.children) == kids.tolist()
+        assert entry.children_scores == sorted(entry.children_scores, reverse=True)
+        assert entry.parent is None and entry.class_label == tables.a["class_label"][feature]
+        best = entry.best["activation_correlation"]
+        if tables.a["best_activation_correlation_index"][feature] < 0:
+            assert best is None
+        else:
+            assert best.feature == tables.a["best_activation_correlation_index"][feature]
+        # Containments named from the feature's side: P(other | this) is P(b | a) for side a.
+        p = entry.best["p_target_given_source"]
+        assert p is None or p.score == tables.a["best_p_b_given_a_score"][feature]
+    for feature in range(pair.target.n_features):
+        entry = tables.lookup(large, feature)
+        assert entry.children == []
+        expected = int(parent[feature])
+        assert entry.parent == (None if expected < 0 else expected)
+        p = entry.best["p_target_given_source"]
+        assert p is None or p.score == tables.b["best_p_a_given_b_score"][feature]
+    entry = tables.lookup(small, 1)
+    assert AlignedFeature.model_validate_json(entry.model_dump_json()) == entry
+    assert entry.alignment == str(saved)
+    for bad in (-1, pair.source.n_features, 2.0, True):
+        with pytest.raises(ValueError, match=f"feature {bad!r} is out of range"):
+            tables.lookup(small, bad)
+
+
+def test_matcher_reads_saved_tables(pair: Pair, saved: Path) -> None:
+    matcher = FeatureMatcher(pair.source, pair.target, alignment=saved)
+    report = matcher.find_matches(1, n_top_matches=3)
+    assert report.alignment == matcher.aligned(1) == load_tables(saved).lookup(pair.source.model_type, 1)
+    assert "alignment:" in report.summary()
+    assert MatchReport.model_validate_json(report.model_dump_json()) == report
+    # The reverse direction reads the other side of the same tables.
+    back = FeatureMatcher(pair.target, pair.source, alignment=saved).find_matches(0, n_top_matches=1)
+    assert back.alignment.model == pair.target.model_type
+    # Without an alignment: no field, and aligned() says how to get one.
+    plain = FeatureMatcher(pair.source, pair.target)
+    assert plain.find_matches(1, n_top_matches=1).alignment is None
+    with pytest.raises(ValueError, match="has no alignment"):
+        plain.aligned(1)
+
+
+def test_matcher_refuses_tables_of_other_contexts(pair: Pair, saved: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    n = 60
+    examples = random_examples(rng, n)
+    codes = sp.csr_matrix(rng.random((n, 4)).astype(np.float32))
+    a = build_context(tmp_path / "a", sae=random_sae(1, n_features=4), examples=examples, codes=codes, model_type="ultra", progress=False)
+    b = build_context(tmp_path / "b", sae=random_sae(2, n_features=4), examples=examples, codes=codes, model_type="full", progress=False)
+    with pytest.raises(ValueError, match="align these contexts again"):
+        FeatureMatcher(a, b, alignment=saved)
+    with pytest.raises(FileNotFoundError, match="no alignment report"):
+        FeatureMatcher(pair.source, pair.target, alignment=tmp_path / "nowhere")
+    # Same example set, but no such direction in the tables (ultra -> ultra).
+    with pytest.raises(ValueError, match="aligns 'ultra' with 'full'; it has no 'ultra' -> 'ultra' direction"):
+        FeatureMatcher(pair.source, pair.source, alignment=saved)
+
+
+def test_save_replaces_whole_folder_or_nothing(pair: Pair, saved: Path, tmp_path: Path) -> None:
+    tables = load_tables(saved)
+    out = tmp_path / "out"
+    save_tables(tables, out)
+    (out / "stale.txt").write_text("from an older run")
+    save_tables(tables, out)
+    assert not (out / "stale.txt").exists()  # replaced whole, not merged
+
+    def broken(path: Path) -> None:
+        path.write_text("half")
+        raise RuntimeError("disk full")
+
+    save_tables(tables, out, files={"plots/extra.txt": lambda p: p.write_text("ok")})
+    assert (out / "plots" / "extra.txt").read_text() == "ok"
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_tables(tables, out, files={"plots/bad.png": broken})
+    assert (out / "plots" / "extra.txt").is_file() and not (out / "plots" / "bad.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
+    assert load_tables(out).report == tables.report
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.md").write_text("mine")
+    with pytest.raises(FileExistsError, match="not an alignment folder"):
+        save_tables(tables, foreign)
+    assert (foreign / "notes.md").read_text() == "mine"
