@@ -26,6 +26,9 @@ Columns (one row per world, then the mean of dev worlds and of test worlds, neve
   class ``equivalent`` / (top match, u) where ``FeatureMatcher(ultra, full)`` labels the top
   match of u ``equivalent``; truth = a Full latent with exactly one expected child that tracks
   its feature.
+- ``eqS asg`` / ``eqS rel``: the same two predictions against the issue's definition of
+  equivalent: every same-feature pair (both latents track one true feature) among scored Ultra
+  latents.
 - ``dir ok``: over decomposition member pairs (f, u), the share where the matcher's relation of
   u (source) to f (target) is not ``source_split_by_target`` (that label says f is the finer
   one, the opposite of u being a member of f).
@@ -78,6 +81,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("split_asg_recall", "splAsg R", ".3f"),
     ("equiv_asg_f1", "eq asg", ".3f"),
     ("equiv_rel_f1", "eq rel", ".3f"),
+    ("equiv_same_asg_f1", "eqS asg", ".3f"),
+    ("equiv_same_rel_f1", "eqS rel", ".3f"),
     ("direction_ok", "dir ok", ".3f"),
 )
 MEAN_KEYS = [key for key, _, fmt in COLUMNS if fmt != "d"]
@@ -208,10 +213,20 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
                 eq_rel_pairs.append((top, int(u)))
     row["match_seconds"] = time.perf_counter() - t0
     eq_rel = pair_scores(eq_rel_pairs, truth_eq)
+    # The definition: every same-feature pair among scored Ultra latents is equivalent.
+    scored_set = set(scored.tolist())
+    truth_same = [tuple(p) for p in gt["same_feature_pairs"] if p[1] in scored_set]
+    eq_same_asg = pair_scores(
+        [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "equivalent")], truth_same
+    )
+    eq_same_rel = pair_scores(eq_rel_pairs, truth_same)
     labels = [str(relation_of[u][f]) for f, u in dec_pairs]
     row.update(
         equiv_asg_f1=eq_asg.f1,
         equiv_rel_f1=eq_rel.f1,
+        equiv_same_asg_f1=eq_same_asg.f1,
+        equiv_same_rel_f1=eq_same_rel.f1,
+        n_equiv_same_true=eq_same_asg.n_true,
         n_equiv_true=eq_asg.n_true,
         n_equiv_asg=eq_asg.n_predicted,
         n_equiv_rel=eq_rel.n_predicted,

@@ -13,6 +13,8 @@ Saved layout of :func:`save_tables` (``load_tables`` reads it back)::
     b/<array>.npy          the same for side B, shape (K_b,)
     block/<array>.npy      the heatmap block, listed in BLOCK_ARRAYS
     null/<array>.npy       null samples, listed in NULL_ARRAYS
+    features.csv           one row per feature of both models (FEATURE_COLUMNS): a stable table
+                           for spreadsheets, pandas and agents
 
 Arrays: ``best_<metric>_index`` (int64, -1 = none) and ``best_<metric>_score`` (float64, NaN =
 none) for each metric in :data:`METRICS`; ``count`` (int64, examples where active); ``parent``
@@ -25,6 +27,7 @@ smaller side, how many larger-side features were assigned to it; 0 on the larger
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from dataclasses import dataclass
@@ -44,7 +47,40 @@ from splatnlp.mechinterp.analysis.align.report import (
 )
 from splatnlp.mechinterp.context.folders import publish_dir, staging_dir
 
-__all__ = ["AlignmentTables", "check_output_dir", "load_tables", "save_tables"]
+__all__ = [
+    "FEATURE_COLUMNS",
+    "AlignmentTables",
+    "check_output_dir",
+    "feature_rows",
+    "load_tables",
+    "save_tables",
+]
+
+FEATURES_CSV = "features.csv"
+_OWN_NAMES = {"p_b_given_a": "p_target_given_source", "p_a_given_b": "p_source_given_target"}
+"""The containments from the feature's own point of view, as in :class:`AlignedFeature`."""
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "model",
+    "feature",
+    "class",
+    "parent",
+    "parent_score",
+    "n_children",
+    "count",
+    *(
+        f"best_{name}{suffix}"
+        for name in ("activation_correlation", "coactivation_jaccard", "p_target_given_source",
+                     "p_source_given_target", "decoder_cosine", "top_token_overlap")
+        for suffix in ("", "_score")
+    ),
+)
+"""Columns of ``features.csv``, one row per feature of both models (side A first): ``class``
+(see SMALL_CLASSES / LARGE_CLASSES), ``parent`` (larger side: the smaller-side feature it was
+assigned to, empty when none) and ``parent_score`` (that pair's activation correlation, the
+evidence the assignment rests on), ``n_children`` (smaller side: larger-side features assigned
+to it), ``count`` (examples where active), and per metric the best match in the other model
+(``best_<metric>``, empty when none) with its score (``best_<metric>_score``). Containments are
+named from the row's own feature: ``p_target_given_source`` = P(other active | this active)."""
 
 
 @dataclass(eq=False)
@@ -156,6 +192,7 @@ def save_tables(
             for key in keys:
                 np.save(tmp / name / f"{key}.npy", arrays[key], allow_pickle=False)
         (tmp / "report.json").write_text(tables.report.model_dump_json(indent=2))
+        _write_features_csv(tables, tmp / FEATURES_CSV)
         for relative, write in (files or {}).items():
             target = tmp / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +202,43 @@ def save_tables(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
+    """One dict per feature of both models with the :data:`FEATURE_COLUMNS` (None = empty)."""
+    r = tables.report
+    rows: list[dict[str, Any]] = []
+    for key, model, arrays in (("a", r.a_model, tables.a), ("b", r.b_model, tables.b)):
+        n_children = arrays["n_assigned"]
+        for f in range(len(arrays["count"])):
+            parent = int(arrays["parent"][f])
+            row: dict[str, Any] = {
+                "model": model,
+                "feature": f,
+                "class": str(arrays["class_label"][f]),
+                "parent": parent if parent >= 0 else None,
+                "parent_score": float(arrays["parent_score"][f]) if parent >= 0 else None,
+                "n_children": int(n_children[f]),
+                "count": int(arrays["count"][f]),
+            }
+            for metric in METRICS:
+                index = int(arrays[f"best_{metric}_index"][f])
+                name = _OWN_NAMES.get(metric, metric)
+                if key == "b" and metric in _OWN_NAMES:  # B's own view swaps the two containments
+                    name = _OWN_NAMES["p_a_given_b" if metric == "p_b_given_a" else "p_b_given_a"]
+                row[f"best_{name}"] = index if index >= 0 else None
+                row[f"best_{name}_score"] = float(arrays[f"best_{metric}_score"][f]) if index >= 0 else None
+            rows.append(row)
+    return rows
+
+
+def _write_features_csv(tables: AlignmentTables, path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(FEATURE_COLUMNS))
+        writer.writeheader()
+        for row in feature_rows(tables):
+            # Empty cells for None; repr-exact floats so the file round-trips to the arrays.
+            writer.writerow({k: "" if v is None else (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def _groups(tables: AlignmentTables):

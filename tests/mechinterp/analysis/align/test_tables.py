@@ -116,3 +116,42 @@ def test_save_replaces_whole_folder_or_nothing(pair: Pair, saved: Path, tmp_path
     with pytest.raises(FileExistsError, match="not an alignment folder"):
         save_tables(tables, foreign)
     assert (foreign / "notes.md").read_text() == "mine"
+
+
+def test_features_csv_has_the_documented_columns_and_the_arrays_values(pair: Pair, saved: Path) -> None:
+    import csv
+
+    from splatnlp.mechinterp.analysis.align.tables import FEATURE_COLUMNS
+
+    tables = load_tables(saved)
+    with (saved / "features.csv").open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == FEATURE_COLUMNS
+        rows = list(reader)
+    r = tables.report
+    assert len(rows) == r.n_features_a + r.n_features_b
+    assert {row["model"] for row in rows} == {r.a_model, r.b_model}
+    for row in rows:
+        looked = tables.lookup(row["model"], int(row["feature"]))
+        assert row["class"] == looked.class_label
+        assert row["parent"] == ("" if looked.parent is None else str(looked.parent))
+        if looked.parent is not None:
+            assert float(row["parent_score"]) == looked.parent_score  # repr round-trips exactly
+        assert int(row["n_children"]) == len(looked.children)
+        assert int(row["count"]) == looked.count
+        for metric, best in looked.best.items():
+            assert row[f"best_{metric}"] == ("" if best is None else str(best.feature))
+            if best is not None:
+                assert float(row[f"best_{metric}_score"]) == best.score
+
+
+def test_readme_and_skill_document_every_features_csv_column() -> None:
+    from splatnlp.mechinterp.analysis.align.tables import FEATURE_COLUMNS
+
+    root = Path(__file__).resolve().parents[4]
+    for doc in (root / "README.md", root / "skills" / "mechinterp-crossmodel-matcher" / "SKILL.md"):
+        text = doc.read_text()
+        assert "features.csv" in text, doc
+        for column in ("model", "feature", "class", "parent", "parent_score", "n_children", "count"):
+            assert f"`{column}`" in text, (doc, column)
+        assert "best_<metric>" in text and "best_<metric>_score" in text, doc
