@@ -181,7 +181,10 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
         dec_pairs.extend((int(f), m.feature) for m in d.members)
     truth_split = [tuple(p) for p in gt["split_pairs"]]
     dec = pair_scores(dec_pairs, truth_split)
-    asg_pairs = [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "split_child")]
+    # Every Ultra latent assigned to a split parent, whatever its own class (an equivalent child
+    # of a split parent is still one of its parts).
+    split_parent_set = set(split_parents.tolist())
+    asg_pairs = [(int(parent[u]), int(u)) for u in np.flatnonzero(parent >= 0) if int(parent[u]) in split_parent_set]
     asg = pair_scores(asg_pairs, truth_split)
     row.update(
         split_dec_precision=dec.precision,

@@ -12,8 +12,10 @@ Each world ``DIR/<name>/`` receives::
     activations.npy       float32 (n_examples, d_in): the evaluation set
     true_features.npz     scipy CSR (n_examples, n_true): the true feature activations behind it
     saes/full, saes/ultra SAELens inference SAEs (cfg.json + sae_weights.safetensors)
-    inputs/               builds.jsonl, tokens.jsonl, vocab.json, weapon_vocab.json
-    full/, ultra/         contexts, built with `splatnlp-mechinterp context build` as a user would
+    inputs/               tokens.jsonl + vocab.json (what the contexts are built from), and the
+                          same tokens as SplatNLP builds (builds.jsonl + weapon_vocab.json)
+    full/, ultra/         contexts, built with `splatnlp-mechinterp context build --examples
+                          inputs/tokens.jsonl --vocab inputs/vocab.json` as a user would
     ground_truth.json     spec, split, metrics, timings, per-latent truth (rules in truth.py)
 
 Worlds are built one at a time with one torch thread: on this shared 2-core machine two threads
@@ -76,15 +78,15 @@ def _run_cli(args: list[str], *, retries: int = 3, wait_s: float = 60.0) -> str:
 
 
 def _build_context(world_dir: Path, model_type: str, paths: dict[str, Path]) -> float:
+    """Build one context from the generic ``{"id", "tokens"}`` file (no weapon vocabulary)."""
     start = time.perf_counter()
     _run_cli(
         [
             "context", "build", str(world_dir / model_type),
             "--sae", str(world_dir / "saes" / model_type),
             "--sae-format", "saelens",
-            "--examples", str(paths["builds"]),
+            "--examples", str(paths["tokens"]),
             "--vocab", str(paths["vocab"]),
-            "--weapon-vocab", str(paths["weapon_vocab"]),
             "--activations", str(world_dir / "activations.npy"),
             "--model-type", model_type,
             "--name", f"{world_dir.name}-{model_type}",

@@ -59,6 +59,7 @@ from splatnlp.mechinterp.analysis.align.report import (
 )
 from splatnlp.mechinterp.analysis.align.tables import AlignmentTables, load_tables, save_tables
 from splatnlp.mechinterp.analysis.metrics import pairs as M
+from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.cka import linear_cka
 from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
 from splatnlp.mechinterp.analysis.metrics.streamed import pair_sums_streamed, resolve_device
@@ -244,29 +245,24 @@ def _decoder_null(other: FeatureArrays, n_directions: int, rng: np.random.Genera
 
 
 # -- assignment and classes --------------------------------------------------------------------
-def _assign(corr_large_small: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each larger-side row's best smaller-side column if its correlation >= threshold."""
-    idx, score = _best(corr_large_small, axis=1)
-    keep = np.isfinite(score) & (score >= threshold)
-    return np.where(keep, idx, -1), np.where(keep, score, np.nan)
-
-
-def _classify(parent, parent_score, count_small, count_large, equivalent_correlation):
+def _classify(parent, parent_score, parent_decoder, count_small, count_large, opt: AlignOptions):
+    """Classes of both sides from the parent assignment (rules in analysis/metrics/verdicts.py)."""
     n_assigned = np.bincount(parent[parent >= 0], minlength=len(count_small)).astype(np.int64)
-    # The single assigned feature's correlation decides equivalent vs partial.
-    single_score = np.full(len(count_small), np.nan)
     has = parent >= 0
-    single_score[parent[has]] = parent_score[has]  # only read where n_assigned == 1
+    equivalent_pair = has & V.is_equivalent(
+        parent_score, parent_decoder, opt.equivalent_decoder_cosine, opt.equivalent_correlation
+    )
+    n_equivalent = np.bincount(parent[equivalent_pair], minlength=len(count_small))
     small = np.full(len(count_small), "unique", dtype="U12")
     small[n_assigned >= 2] = "split_parent"
     one = n_assigned == 1
-    with np.errstate(invalid="ignore"):
-        small[one & (single_score >= equivalent_correlation)] = "equivalent"
-    small[one & ~(single_score >= equivalent_correlation)] = "partial"
+    small[one & (n_equivalent == 1)] = "equivalent"
+    small[one & (n_equivalent == 0)] = "partial"
     small[count_small == 0] = "dead"
     large = np.full(len(count_large), "novel", dtype="U12")
     parent_class = small[parent[has]]
-    large[has] = np.where(parent_class == "split_parent", "split_child", parent_class)
+    large[has] = np.where(parent_class == "split_parent", "split_child", "partial")
+    large[equivalent_pair] = "equivalent"
     large[count_large == 0] = "dead"
     return small, large, n_assigned
 
@@ -419,12 +415,21 @@ def align_contexts(
 
     # Many-to-one: each feature of the larger dictionary to its best-correlated smaller one.
     t = time.perf_counter()
-    larger: Literal["a", "b"] = "a" if a.n_features > b.n_features else "b"
+    a_larger = V.larger_is_first((a.n_features, a.model_type, a.name), (b.n_features, b.model_type, b.name))
+    larger: Literal["a", "b"] = "a" if a_larger else "b"
     large, small = (tables_a, tables_b) if larger == "a" else (tables_b, tables_a)
     corr_ls = corr if larger == "a" else corr.T
-    parent, parent_score = _assign(corr_ls, opt.related_correlation)
+    parent, parent_score = V.assign_parents(corr_ls, opt.related_correlation)
+    side_large, side_small = (side_a, side_b) if larger == "a" else (side_b, side_a)
+    has = parent >= 0
+    parent_decoder = np.full(len(parent), np.nan)
+    if a.d_model == b.d_model:  # the parent pairs' decoder cosines, as the matcher computes them
+        rows = np.flatnonzero(has)
+        parent_decoder[rows] = np.einsum(
+            "kd,kd->k", side_large.decoder[rows], side_small.decoder[parent[rows]]
+        )
     small_cls, large_cls, n_assigned = _classify(
-        parent, parent_score, small["count"], large["count"], opt.equivalent_correlation
+        parent, parent_score, parent_decoder, small["count"], large["count"], opt
     )
     large.update(
         parent=parent, parent_score=parent_score, n_assigned=np.zeros(len(parent), np.int64)

@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from splatnlp.mechinterp.analysis.metrics.results import CKAResult
 from splatnlp.mechinterp.analysis.metrics.tokens import TopTokenMethod
+from splatnlp.mechinterp.analysis.metrics.verdicts import (
+    EQUIVALENT_CORRELATION,
+    EQUIVALENT_DECODER_COSINE,
+    RELATED_CORRELATION,
+)
 
 __all__ = [
     "BLOCK_ARRAYS",
@@ -43,13 +48,14 @@ METRICS: tuple[str, ...] = (
 
 SMALL_CLASSES: tuple[str, ...] = ("split_parent", "equivalent", "partial", "unique", "dead")
 """Classes of the smaller dictionary's features: ``dead`` never active; ``split_parent`` >= 2
-larger-side features assigned; ``equivalent`` exactly one, with correlation >=
-``equivalent_correlation``; ``partial`` exactly one, below it; ``unique`` none."""
+larger-side features assigned; ``equivalent`` exactly one, an equivalent pair (decoder cosine
+>= ``equivalent_decoder_cosine`` or correlation >= ``equivalent_correlation``); ``partial``
+exactly one, not equivalent; ``unique`` none."""
 
 LARGE_CLASSES: tuple[str, ...] = ("split_child", "equivalent", "partial", "novel", "dead")
 """Classes of the larger dictionary's features: ``dead`` never active; ``novel`` no parent (best
-correlation below ``related_correlation`` or undefined); otherwise the parent's class
-(``split_child`` for a split parent)."""
+correlation below ``related_correlation`` or undefined); ``equivalent`` it forms an equivalent
+pair with its parent (the same feature, even when the parent has other children); otherwise ``split_child`` (the parent has >= 2 assigned) or ``partial``."""
 
 SIDE_ARRAYS: tuple[str, ...] = (
     *(f"best_{m}_{k}" for m in METRICS for k in ("index", "score")),
@@ -92,12 +98,13 @@ class AlignOptions(BaseModel):
     pass at chunk 2048; 7.9 s vs 14.5 s at 512); both give the same sums."""
     min_active: int = Field(5, ge=1)
     """Features active on fewer examples get no correlation or containment (NaN)."""
-    related_correlation: float = Field(0.3, ge=-1.0, le=1.0)
+    related_correlation: float = Field(RELATED_CORRELATION, ge=-1.0, le=1.0)
     """A larger-side feature is assigned to its best-correlated smaller-side feature only when
-    their correlation reaches this."""
-    equivalent_correlation: float = Field(0.85, ge=-1.0, le=1.0)
-    """A smaller-side feature with exactly one assigned feature is ``equivalent`` at or above
-    this correlation, ``partial`` below."""
+    their correlation reaches this (``analysis/metrics/verdicts.py``, shared with the matcher)."""
+    equivalent_decoder_cosine: float = Field(EQUIVALENT_DECODER_COSINE, ge=-1.0, le=1.0)
+    """A parent pair whose decoder cosine reaches this is ``equivalent``, ..."""
+    equivalent_correlation: float = Field(EQUIVALENT_CORRELATION, ge=-1.0, le=1.0)
+    """... and so is one whose activation correlation reaches this."""
     hungarian_max_ratio: float = Field(2.0, ge=1.0)
     """Run the one-to-one Hungarian assignment only when max(K)/min(K) is at most this."""
     share_threshold: float = 0.5

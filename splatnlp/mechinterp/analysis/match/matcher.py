@@ -8,6 +8,7 @@ vectorized arithmetic over all targets. See :mod:`splatnlp.mechinterp.analysis.m
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from splatnlp.mechinterp.analysis.match.reports import (
     TokenScore,
 )
 from splatnlp.mechinterp.analysis.metrics import pairs as M
+from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
 from splatnlp.mechinterp.context import MechInterpContext, load_context
 
@@ -221,19 +223,19 @@ class FeatureMatcher:
         for name, w in opt.weights.items():
             combined += w * metric[name][0]  # NaN propagates: undefined part -> undefined score
 
-        # Relations from correlation and containment (rules in MatchOptions / README).
+        # Relations from the shared verdict rules: the parent pair by best correlation, equivalent
+        # by decoder direction (analysis/metrics/verdicts.py; alignment uses the same function).
         with np.errstate(invalid="ignore"):
             related = corr >= opt.related_correlation
-            lo = np.fmin(p_ts, p_st)
-            equivalent = related & (corr >= opt.equivalent_correlation) & (lo >= opt.equivalent_containment)
-            asym = p_st - p_ts
-            split_by = related & ~equivalent & (asym >= opt.containment_asymmetry)
-            part_of = related & ~equivalent & (-asym >= opt.containment_asymmetry)
-        relation = np.full(n_t, "unrelated", dtype=object)
-        relation[related] = "partial"
-        relation[split_by] = "source_split_by_target"
-        relation[part_of] = "source_part_of_target"
-        relation[equivalent] = "equivalent"
+        relation = V.pair_relations(
+            corr,
+            dec,
+            self._parent_pairs(feature, corr, related),
+            source_is_larger=self._source_is_larger,
+            related_correlation=opt.related_correlation,
+            equivalent_decoder_cosine=opt.equivalent_decoder_cosine,
+            equivalent_correlation=opt.equivalent_correlation,
+        )
 
         # Analytic permutation null for Pearson: under a random shuffle of the examples, r has
         # mean 0 and variance 1/(n-1) exactly; tails by the normal approximation, and
@@ -253,6 +255,40 @@ class FeatureMatcher:
             values=values,
             coactive=coactive,
         )
+
+    @cached_property
+    def _source_is_larger(self) -> bool:
+        s, t = self.source_ctx, self.target_ctx
+        return V.larger_is_first((s.n_features, s.model_type, s.name), (t.n_features, t.model_type, t.name))
+
+    def _parent_pairs(self, feature: int, corr: np.ndarray, related: np.ndarray) -> np.ndarray:
+        """bool (n_targets,): which targets form a parent pair with ``feature``.
+
+        From the larger side the parent is the best-correlated target. From the smaller side a
+        target is a child when ``feature`` is *its* best-correlated feature, which needs each
+        related target's correlations with the whole source model (one reverse pass each).
+        """
+        out = np.zeros(len(corr), dtype=bool)
+        if self._source_is_larger:
+            parent, _ = V.assign_parents(corr[None, :], self.options.related_correlation)
+            if parent[0] >= 0:
+                out[parent[0]] = True
+            return out
+        for target in np.flatnonzero(related):
+            out[target] = self._best_source_of(int(target)) == feature
+        return out
+
+    def _best_source_of(self, target: int) -> int:
+        """The source feature best correlated with target feature ``target`` (-1: none defined)."""
+        src, tgt, opt = self._source, self._target, self.options
+        rows, values = self.target_ctx.codes.feature(target)
+        if len(rows) < opt.min_active or tgt.std[target] == 0:
+            return -1
+        dot, _ = M.pair_sums(rows, values, self.source_ctx.codes.csr)
+        corr = M.pearson(dot, self.n_examples, tgt.mean[target], tgt.std[target], src.mean, src.std)
+        corr[(src.count < opt.min_active) | (src.std == 0)] = np.nan
+        parent, _ = V.assign_parents(corr[None, :], -np.inf)
+        return int(parent[0])
 
     def _null(self, feature: int, scores: _Scores) -> tuple[NullModel, np.ndarray]:
         """The null model and per-target p-values (family-wise over all candidates)."""
@@ -485,13 +521,19 @@ class FeatureMatcher:
     def _decompose(self, feature: int, scores: _Scores) -> Decomposition:
         opt = self.options
         corr = scores.metric["activation_correlation"][0]
-        with np.errstate(invalid="ignore"):
-            eligible = np.flatnonzero(corr >= opt.related_correlation)
+        if self._source_is_larger:
+            with np.errstate(invalid="ignore"):
+                eligible = np.flatnonzero(corr >= opt.related_correlation)
+            chosen = f"targets with correlation >= {opt.related_correlation}"
+        else:
+            # The source's children, by the same rule as the relation labels and the alignment.
+            eligible = np.flatnonzero(np.isin(scores.relation, ("source_split_by_target", "equivalent")))
+            chosen = (
+                f"the source's children: targets whose best-correlated {self.source_ctx.model_type} "
+                f"feature is the source, with correlation >= {opt.related_correlation}"
+            )
         eligible = eligible[np.argsort(-corr[eligible], kind="stable")][: opt.max_decomposition_members]
-        method = (
-            f"targets with correlation >= {opt.related_correlation}, weighted by non-negative "
-            "least squares of the source's codes on theirs (both centered)"
-        )
+        method = f"{chosen}, weighted by non-negative least squares of the source's codes on theirs (both centered)"
         base = dict(
             source_feature=feature,
             source_model=self.source_ctx.model_type,

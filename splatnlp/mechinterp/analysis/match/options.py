@@ -8,6 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from splatnlp.mechinterp.analysis.match.reports import PAIR_METRICS
 from splatnlp.mechinterp.analysis.metrics.tokens import TopTokenMethod
+from splatnlp.mechinterp.analysis.metrics.verdicts import (
+    EQUIVALENT_CORRELATION,
+    EQUIVALENT_DECODER_COSINE,
+    RELATED_CORRELATION,
+)
 
 __all__ = ["SORT_KEYS", "MatchOptions", "SortKey"]
 
@@ -24,7 +29,8 @@ SortKey = Literal[
 
 
 class MatchOptions(BaseModel):
-    """How matches are scored and labelled. Thresholds were measured on the demo (README)."""
+    """How matches are scored and labelled. The verdict rules and their thresholds are those of
+    :mod:`splatnlp.mechinterp.analysis.metrics.verdicts`, chosen on the dev evaluation worlds."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,13 +44,14 @@ class MatchOptions(BaseModel):
     """Size of each feature's top-token set."""
     min_active: int = Field(5, ge=1)
     """Features active on fewer examples get no correlation or containment (None, with a reason)."""
-    related_correlation: float = 0.3
-    """A pair with correlation below this is 'unrelated' and cannot be significant."""
-    equivalent_correlation: float = 0.85
-    equivalent_containment: float = 0.6
-    """'equivalent' needs this correlation and both containments at least this."""
-    containment_asymmetry: float = 0.15
-    """P(s|t) - P(t|s) at least this marks the target as a part of the source (and vice versa)."""
+    related_correlation: float = RELATED_CORRELATION
+    """A pair with correlation below this is 'unrelated' and cannot be significant; a feature of
+    the larger model with no candidate at or above it has no parent (novel). See
+    :mod:`splatnlp.mechinterp.analysis.metrics.verdicts` for how it was chosen."""
+    equivalent_decoder_cosine: float = EQUIVALENT_DECODER_COSINE
+    """A parent pair is 'equivalent' when its decoder cosine reaches this, ..."""
+    equivalent_correlation: float = EQUIVALENT_CORRELATION
+    """... or its activation correlation reaches this."""
     alpha: float = Field(0.01, gt=0, lt=1)
     """Family-wise significance level."""
     n_permutations: int = Field(0, ge=0)
