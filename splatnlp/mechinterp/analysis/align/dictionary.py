@@ -432,11 +432,15 @@ def align_contexts(
         parent, parent_score, parent_decoder, small["count"], large["count"], opt
     )
     large.update(
-        parent=parent, parent_score=parent_score, n_assigned=np.zeros(len(parent), np.int64)
+        parent=parent,
+        parent_score=parent_score,
+        parent_decoder_cosine=parent_decoder,
+        n_assigned=np.zeros(len(parent), np.int64),
     )
     small.update(
         parent=np.full(len(n_assigned), -1, np.int64),
         parent_score=np.full(len(n_assigned), np.nan),
+        parent_decoder_cosine=np.full(len(n_assigned), np.nan),
         n_assigned=n_assigned,
     )
     large["class_label"], small["class_label"] = large_cls, small_cls

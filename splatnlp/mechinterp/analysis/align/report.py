@@ -62,6 +62,7 @@ SIDE_ARRAYS: tuple[str, ...] = (
     "count",
     "parent",
     "parent_score",
+    "parent_decoder_cosine",
     "n_assigned",
     "hungarian",
     "hungarian_score",
@@ -276,6 +277,9 @@ class AlignedFeature(BaseModel):
     the smaller side)."""
     parent_score: float | None
     """The parent's activation correlation."""
+    parent_decoder_cosine: float | None = None
+    """The parent pair's decoder cosine: with ``parent_score``, the evidence of an
+    ``equivalent`` verdict."""
     children: list[int]
     """Smaller side: the larger-side features assigned to it, best-correlated first (empty on the
     larger side)."""

@@ -19,7 +19,8 @@ Saved layout of :func:`save_tables` (``load_tables`` reads it back)::
 Arrays: ``best_<metric>_index`` (int64, -1 = none) and ``best_<metric>_score`` (float64, NaN =
 none) for each metric in :data:`METRICS`; ``count`` (int64, examples where active); ``parent``
 (int64: on the larger side, the assigned feature of the smaller side, -1 = none; on the smaller
-side all -1) and ``parent_score`` (its correlation, NaN = none); ``n_assigned`` (int64: on the
+side all -1), ``parent_score`` (its correlation, NaN = none) and ``parent_decoder_cosine`` (the
+pair's decoder cosine, NaN = none); ``n_assigned`` (int64: on the
 smaller side, how many larger-side features were assigned to it; 0 on the larger side);
 ``hungarian`` / ``hungarian_score`` (the one-to-one partner, -1 / NaN when skipped or unpaired);
 ``class_label`` (fixed-width unicode, see :data:`SMALL_CLASSES` and :data:`LARGE_CLASSES`).
@@ -65,6 +66,7 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "class",
     "parent",
     "parent_score",
+    "parent_decoder_cosine",
     "n_children",
     "count",
     *(
@@ -76,8 +78,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 )
 """Columns of ``features.csv``, one row per feature of both models (side A first): ``class``
 (see SMALL_CLASSES / LARGE_CLASSES), ``parent`` (larger side: the smaller-side feature it was
-assigned to, empty when none) and ``parent_score`` (that pair's activation correlation, the
-evidence the assignment rests on), ``n_children`` (smaller side: larger-side features assigned
+assigned to, empty when none), ``parent_score`` (that pair's activation correlation, the
+evidence the assignment rests on) and ``parent_decoder_cosine`` (the evidence of ``equivalent``),
+``n_children`` (smaller side: larger-side features assigned
 to it), ``count`` (examples where active), and per metric the best match in the other model
 (``best_<metric>``, empty when none) with its score (``best_<metric>_score``). Containments are
 named from the row's own feature: ``p_target_given_source`` = P(other active | this active)."""
@@ -148,6 +151,7 @@ class AlignmentTables:
             count=int(arrays["count"][feature]),
             parent=parent if parent >= 0 else None,
             parent_score=float(arrays["parent_score"][feature]) if parent >= 0 else None,
+            parent_decoder_cosine=_finite(arrays["parent_decoder_cosine"][feature]) if parent >= 0 else None,
             children=children.tolist(),
             children_scores=other["parent_score"][children].tolist(),
             hungarian=partner if partner >= 0 else None,
@@ -218,6 +222,7 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 "class": str(arrays["class_label"][f]),
                 "parent": parent if parent >= 0 else None,
                 "parent_score": float(arrays["parent_score"][f]) if parent >= 0 else None,
+                "parent_decoder_cosine": _finite(arrays["parent_decoder_cosine"][f]) if parent >= 0 else None,
                 "n_children": int(n_children[f]),
                 "count": int(arrays["count"][f]),
             }
@@ -230,6 +235,10 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 row[f"best_{name}_score"] = float(arrays[f"best_{metric}_score"][f]) if index >= 0 else None
             rows.append(row)
     return rows
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def _write_features_csv(tables: AlignmentTables, path: Path) -> None:
@@ -268,7 +277,11 @@ def load_tables(directory: str | Path) -> AlignmentTables:
         for key in keys:
             file = directory / name / f"{key}.npy"
             if not file.is_file():
-                raise FileNotFoundError(f"alignment table {str(file)!r} is missing")
+                raise FileNotFoundError(
+                    f"alignment table {str(file)!r} is missing: the folder is incomplete or was "
+                    "written by an older version of splatnlp-mechinterp; rebuild it with "
+                    f"`splatnlp-mechinterp align {report.a_name} {report.b_name} --out {str(directory)}`"
+                )
             arrays[key] = np.load(file, allow_pickle=False)
         groups[name] = arrays
     for name, k in (("a", report.n_features_a), ("b", report.n_features_b)):

@@ -137,6 +137,8 @@ def test_features_csv_has_the_documented_columns_and_the_arrays_values(pair: Pai
         assert row["parent"] == ("" if looked.parent is None else str(looked.parent))
         if looked.parent is not None:
             assert float(row["parent_score"]) == looked.parent_score  # repr round-trips exactly
+            cosine = row["parent_decoder_cosine"]
+            assert (cosine == "" and looked.parent_decoder_cosine is None) or float(cosine) == looked.parent_decoder_cosine
         assert int(row["n_children"]) == len(looked.children)
         assert int(row["count"]) == looked.count
         for metric, best in looked.best.items():
@@ -155,3 +157,12 @@ def test_readme_and_skill_document_every_features_csv_column() -> None:
         for column in (c for c in FEATURE_COLUMNS if not c.startswith("best_")):
             assert f"`{column}`" in text, (doc, column)
         assert "best_<metric>" in text and "best_<metric>_score" in text, doc
+
+
+def test_tables_without_a_newer_array_are_refused_with_the_rebuild_command(saved: Path, tmp_path: Path) -> None:
+    import shutil
+
+    old = Path(shutil.copytree(saved, tmp_path / "old"))
+    (old / "b" / "parent_decoder_cosine.npy").unlink()  # what a folder from before that array looks like
+    with pytest.raises(FileNotFoundError, match=r"older version of splatnlp-mechinterp; rebuild it with `splatnlp-mechinterp align .* --out "):
+        load_tables(old)
