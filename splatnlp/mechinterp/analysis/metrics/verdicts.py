@@ -14,7 +14,9 @@ the same pair can disagree:
   Full-only features their uniqueness.
 - **equivalent**: a parent pair whose decoder directions agree (cosine >= ``equivalent_decoder_cosine``):
   two latents that write the same direction are one feature; or whose activations are nearly
-  the same (correlation >= ``equivalent_correlation``). Correlation alone cannot say this: the
+  the same (correlation >= ``equivalent_correlation``, 0.9: above every demo child, so the demo's
+  classes are identical with it, and on the dev worlds it lifts the equivalent F1 of the decoder
+  rule alone from 0.47 to 0.56; 0.95 gave 0.47). Correlation alone cannot say this: the
   demo's children reach r = 0.85 with their parents (99th percentile), while same-feature pairs
   of SAEs that fire ~9 % of their latents sit at r = 0.5-0.7. Decoder cosine separates the demo
   cleanly (children <= 0.77, equivalents 0.99); on the dev worlds it is precise but misses half
@@ -50,7 +52,7 @@ pairs below it are unrelated (module docstring: pooled dev accuracy 0.926, best 
 EQUIVALENT_DECODER_COSINE = 0.85
 """A parent pair is equivalent when its decoder cosine reaches this (module docstring)."""
 
-EQUIVALENT_CORRELATION = 0.95
+EQUIVALENT_CORRELATION = 0.9
 """... or when its activation correlation reaches this: no demo child does (module docstring)."""
 
 
