@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from splatnlp.mechinterp.context.config import data_dir, load_config
+
 ENV_STORE = "SPLATNLP_STORE"
 """The environment variable that names the database file."""
 DEFAULT_STORE_NAME = "research_state.sqlite"
@@ -26,10 +28,6 @@ def store_path() -> Path:
     env = os.environ.get(ENV_STORE)
     if env:
         return Path(env).expanduser()
-    # Imported here: the context package's __init__ loads the build pipeline and with it torch
-    # (~2.6 s), which the store and its records never need; only finding the file reads config.
-    from splatnlp.mechinterp.context.config import data_dir, load_config
-
     configured = load_config().store_path
     return configured if configured is not None else data_dir() / DEFAULT_STORE_NAME
 

@@ -278,8 +278,19 @@ class FeatureMatcher:
             out[target] = self._best_source_of(int(target)) == feature
         return out
 
+    @cached_property
+    def _best_source(self) -> dict[int, int]:
+        """Reverse-pass answers by target: they depend only on the two contexts and options, and
+        a target is asked again by every related query that follows (match, then decompose)."""
+        return {}
+
     def _best_source_of(self, target: int) -> int:
         """The source feature best correlated with target feature ``target`` (-1: none defined)."""
+        if target not in self._best_source:
+            self._best_source[target] = self._reverse_pass(target)
+        return self._best_source[target]
+
+    def _reverse_pass(self, target: int) -> int:
         src, tgt, opt = self._source, self._target, self.options
         rows, values = self.target_ctx.codes.feature(target)
         if len(rows) < opt.min_active or tgt.std[target] == 0:
