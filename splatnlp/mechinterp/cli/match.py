@@ -43,18 +43,44 @@ def _cmd_match(args: argparse.Namespace) -> int:
         report = report.model_copy(update={"matches": report.matches[: args.top]})
         report.warnings.append(f"all {report.n_candidates_tested} scored candidates written to {args.output}")
     if args.record:
-        from splatnlp.mechinterp.state import ResearchStore
-
-        if not report.matches:
-            raise CLIError("nothing to record: the report has no matches")
-        with ResearchStore() as store:
-            link = store.record_link_from_report(report, 0, recorded_by=args.recorded_by)
-        report.warnings.append(
-            f"recorded link {report.source_model} {link.source_feature} -> {report.target_model} "
-            f"{link.target_feature} ({link.relation})"
-        )
+        _record_verdict(args, report)
     emit(args, report, report.summary())
     return EXIT_OK
+
+
+def _record_verdict(args: argparse.Namespace, report) -> None:
+    """Store the verdict's pairs as links: a larger-side feature's parent, or a smaller-side
+    feature's children among the listed matches. Nothing for novel, unique or dead features
+    (there is no counterpart to link; the report's warning says so)."""
+    from splatnlp.mechinterp.state import ResearchStore
+
+    verdict = report.verdict
+    pairs = [verdict.parent] if verdict.parent is not None else list(verdict.children)
+    if not pairs:
+        report.warnings.append(
+            f"nothing recorded: the verdict is {verdict.label} ({verdict.rule}); a link needs a counterpart"
+        )
+        return
+    listed = {m.target_feature: i for i, m in enumerate(report.matches)}
+    indices = [listed[t] for t in pairs if t in listed]
+    missing = [t for t in pairs if t not in listed]
+    if not indices:
+        raise CLIError(
+            f"nothing recorded: the verdict's {report.target_model} feature(s) {missing[:8]} are not "
+            "among the listed matches; use the default --sort-by or a larger --top"
+        )
+    with ResearchStore() as store:
+        links = [store.record_link_from_report(report, i, recorded_by=args.recorded_by) for i in indices]
+    shown = ", ".join(f"{link.target_feature} ({link.relation})" for link in links)
+    report.warnings.append(
+        f"recorded {len(links)} link(s) {report.source_model} {report.source_feature} -> "
+        f"{report.target_model} {shown}"
+    )
+    if missing:
+        report.warnings.append(
+            f"{len(missing)} more {verdict.label} pair(s) not listed and not recorded "
+            f"({report.target_model} {missing[:8]}); raise --top to record them"
+        )
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -129,7 +155,7 @@ def add_match_commands(subparsers: argparse._SubParsersAction) -> None:
     match.add_argument("--no-decomposition", action="store_true", help="skip the decomposition")
     match.add_argument("--permutations", type=int, default=0, help="empirical null with N shuffles (default: analytic)")
     match.add_argument("--output", default=None, help="also write every scored candidate to this JSON file")
-    match.add_argument("--record", action="store_true", help="record the top match as a cross-model link in the research store")
+    match.add_argument("--record", action="store_true", help="record the verdict as cross-model links in the research store: the parent of a larger-side feature, or the listed children of a smaller-side one (nothing for novel or unique)")
     match.add_argument("--recorded-by", default="splatnlp-mechinterp match", help="who records the link")
     match.add_argument(
         "--alignment", default=None, metavar="DIR",

@@ -106,3 +106,40 @@ def test_closed_output_pipe_exits_quietly(demo_contexts: Path) -> None:
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 141
     assert b"Traceback" not in err
+
+
+def test_record_stores_the_verdicts_pairs(demo_contexts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--record links what the verdict found: a child's parent, a split parent's listed children,
+    and nothing for a novel feature (no arbitrary 'unrelated' link)."""
+    from splatnlp.mechinterp.demo.build import load_ground_truth
+    from splatnlp.mechinterp.state import ResearchStore
+
+    truth = load_ground_truth(demo_contexts)
+    child = truth.ultra_class.index("child")
+    code, doc = run_json(capsys, "match", str(child), "--source", "ultra", "--top", "3", "--record", "--no-decomposition")
+    assert code == 0 and doc["verdict"]["parent"] is not None
+    parent = doc["verdict"]["parent"]
+    with ResearchStore() as store:
+        links = store.links("ultra", child, with_report=False)
+    assert [(lk.target_model, lk.target_feature) for lk in links] == [("full", parent)]
+    assert any(w.startswith("recorded 1 link(s) ultra") for w in doc["warnings"])
+
+    split = truth.full_class.index("split")
+    code, doc = run_json(capsys, "match", str(split), "--source", "full", "--top", "5", "--record", "--no-decomposition")
+    assert code == 0 and doc["verdict"]["label"] == "split_parent"
+    children = doc["verdict"]["children"]
+    listed = [m["target_feature"] for m in doc["matches"]]
+    with ResearchStore() as store:
+        recorded = [lk.target_feature for lk in store.links("full", split, with_report=False) if lk.source_model == "full"]
+    assert sorted(recorded) == sorted(c for c in children if c in listed) and recorded
+    assert all(lk.relation in ("source_split_by_target", "equivalent")
+               for lk in ResearchStore().links("full", split, with_report=False) if lk.source_model == "full")
+    if len(children) > len(recorded):
+        assert any("not listed and not recorded" in w for w in doc["warnings"])
+
+    novel = next(u for u, c in enumerate(truth.ultra_class) if c == "novel")
+    code, doc = run_json(capsys, "match", str(novel), "--source", "ultra", "--record", "--no-decomposition")
+    assert code == 0 and doc["verdict"]["label"] == "novel" and doc["is_unique"]
+    with ResearchStore() as store:
+        assert store.links("ultra", novel, with_report=False) == []
+    assert any(w.startswith("nothing recorded: the verdict is novel") for w in doc["warnings"])

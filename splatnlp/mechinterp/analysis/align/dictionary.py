@@ -253,17 +253,9 @@ def _classify(parent, parent_score, parent_decoder, count_small, count_large, op
         parent_score, parent_decoder, opt.equivalent_decoder_cosine, opt.equivalent_correlation
     )
     n_equivalent = np.bincount(parent[equivalent_pair], minlength=len(count_small))
-    small = np.full(len(count_small), "unique", dtype="U12")
-    small[n_assigned >= 2] = "split_parent"
-    one = n_assigned == 1
-    small[one & (n_equivalent == 1)] = "equivalent"
-    small[one & (n_equivalent == 0)] = "partial"
-    small[count_small == 0] = "dead"
-    large = np.full(len(count_large), "novel", dtype="U12")
-    parent_class = small[parent[has]]
-    large[has] = np.where(parent_class == "split_parent", "split_child", "partial")
-    large[equivalent_pair] = "equivalent"
-    large[count_large == 0] = "dead"
+    small = V.small_side_classes(n_assigned, n_equivalent, count_small)
+    parent_n = n_assigned[np.maximum(parent, 0)] if len(n_assigned) else np.zeros(len(parent), np.int64)
+    large = V.large_side_classes(has, equivalent_pair, parent_n, count_large)
     return small, large, n_assigned
 
 

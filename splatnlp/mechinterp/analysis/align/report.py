@@ -16,7 +16,9 @@ from splatnlp.mechinterp.analysis.metrics.tokens import TopTokenMethod
 from splatnlp.mechinterp.analysis.metrics.verdicts import (
     EQUIVALENT_CORRELATION,
     EQUIVALENT_DECODER_COSINE,
+    LARGE_CLASSES,
     RELATED_CORRELATION,
+    SMALL_CLASSES,
 )
 
 __all__ = [
@@ -45,17 +47,6 @@ METRICS: tuple[str, ...] = (
     "top_token_overlap",
 )
 """The all-pairs metrics, each a (K_a, K_b) matrix; ``p_b_given_a`` is P(b > 0 | a > 0)."""
-
-SMALL_CLASSES: tuple[str, ...] = ("split_parent", "equivalent", "partial", "unique", "dead")
-"""Classes of the smaller dictionary's features: ``dead`` never active; ``split_parent`` >= 2
-larger-side features assigned; ``equivalent`` exactly one, an equivalent pair (decoder cosine
->= ``equivalent_decoder_cosine`` or correlation >= ``equivalent_correlation``); ``partial``
-exactly one, not equivalent; ``unique`` none."""
-
-LARGE_CLASSES: tuple[str, ...] = ("split_child", "equivalent", "partial", "novel", "dead")
-"""Classes of the larger dictionary's features: ``dead`` never active; ``novel`` no parent (best
-correlation below ``related_correlation`` or undefined); ``equivalent`` it forms an equivalent
-pair with its parent (the same feature, even when the parent has other children); otherwise ``split_child`` (the parent has >= 2 assigned) or ``partial``."""
 
 SIDE_ARRAYS: tuple[str, ...] = (
     *(f"best_{m}_{k}" for m in METRICS for k in ("index", "score")),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import scipy.optimize
+import scipy.sparse as sp
 import scipy.special
 
 from splatnlp.mechinterp.analysis.align.report import AlignedFeature
@@ -27,11 +28,14 @@ from splatnlp.mechinterp.analysis.match.reports import (
     FeatureComparison,
     FeatureMatch,
     FeatureSummary,
+    InformationTest,
     MatchReport,
     NullModel,
     TokenScore,
+    Verdict,
 )
 from splatnlp.mechinterp.analysis.metrics import pairs as M
+from splatnlp.mechinterp.analysis.metrics import stitching as ST
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
 from splatnlp.mechinterp.context import MechInterpContext, load_context
@@ -275,31 +279,68 @@ class FeatureMatcher:
                 out[parent[0]] = True
             return out
         for target in np.flatnonzero(related):
-            out[target] = self._best_source_of(int(target)) == feature
+            out[target] = self._parent_of(int(target))[0] == feature
         return out
 
+    # -- the two dictionaries by size, for verdicts ---------------------------------------------
+    @property
+    def _large(self) -> tuple[MechInterpContext, FeatureArrays]:
+        return (self.source_ctx, self._source) if self._source_is_larger else (self.target_ctx, self._target)
+
+    @property
+    def _small(self) -> tuple[MechInterpContext, FeatureArrays]:
+        return (self.target_ctx, self._target) if self._source_is_larger else (self.source_ctx, self._source)
+
+    def _correlation_row(self, frm: tuple[MechInterpContext, FeatureArrays], feature: int,
+                         to: tuple[MechInterpContext, FeatureArrays]) -> np.ndarray:
+        """float64 (n_features of ``to``,): Pearson of one feature with every feature of the
+        other dictionary, NaN where undefined (the same masks as :meth:`_score_all`)."""
+        (ctx, arrays), (other_ctx, other) = frm, to
+        opt = self.options
+        rows, values = ctx.codes.feature(feature)
+        if len(rows) < opt.min_active or arrays.std[feature] == 0:
+            return np.full(other_ctx.n_features, np.nan)
+        dot, _ = M.pair_sums(rows, values, other_ctx.codes.csr)
+        corr = M.pearson(dot, self.n_examples, arrays.mean[feature], arrays.std[feature], other.mean, other.std)
+        corr[(other.count < opt.min_active) | (other.std == 0)] = np.nan
+        return corr
+
     @cached_property
-    def _best_source(self) -> dict[int, int]:
-        """Reverse-pass answers by target: they depend only on the two contexts and options, and
-        a target is asked again by every related query that follows (match, then decompose)."""
+    def _parents(self) -> dict[int, tuple[int, float]]:
+        """Parent of a larger-side feature, remembered: it depends only on the two contexts and
+        the options, and siblings and repeated queries (match, then decompose) ask again."""
         return {}
 
-    def _best_source_of(self, target: int) -> int:
-        """The source feature best correlated with target feature ``target`` (-1: none defined)."""
-        if target not in self._best_source:
-            self._best_source[target] = self._reverse_pass(target)
-        return self._best_source[target]
+    def _parent_of(self, large_feature: int) -> tuple[int, float]:
+        """(parent, its correlation) of a larger-side feature by :func:`verdicts.assign_parents`
+        ((-1, NaN): novel or undefined)."""
+        if large_feature not in self._parents:
+            corr = self._correlation_row(self._large, large_feature, self._small)
+            parent, score = V.assign_parents(corr[None, :], self.options.related_correlation)
+            self._parents[large_feature] = (int(parent[0]), float(score[0]))
+        return self._parents[large_feature]
 
-    def _reverse_pass(self, target: int) -> int:
-        src, tgt, opt = self._source, self._target, self.options
-        rows, values = self.target_ctx.codes.feature(target)
-        if len(rows) < opt.min_active or tgt.std[target] == 0:
-            return -1
-        dot, _ = M.pair_sums(rows, values, self.source_ctx.codes.csr)
-        corr = M.pearson(dot, self.n_examples, tgt.mean[target], tgt.std[target], src.mean, src.std)
-        corr[(src.count < opt.min_active) | (src.std == 0)] = np.nan
-        parent, _ = V.assign_parents(corr[None, :], -np.inf)
-        return int(parent[0])
+    @cached_property
+    def _children(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        return {}
+
+    def _children_of(self, small_feature: int, corr: np.ndarray | None = None, dec: np.ndarray | None = None):
+        """The larger-side features whose parent is ``small_feature``, best-correlated first:
+        ``(ids, correlations, decoder cosines, equivalent)`` arrays. ``corr`` / ``dec``: the
+        feature's rows against the larger side when already computed."""
+        if small_feature not in self._children:
+            if corr is None:
+                corr = self._correlation_row(self._small, small_feature, self._large)
+            if dec is None:
+                dec = M.cosine_rows(self._small[1].decoder[small_feature], self._large[1].decoder)
+            with np.errstate(invalid="ignore"):
+                related = np.flatnonzero(corr >= self.options.related_correlation)
+            ids = np.array([u for u in related if self._parent_of(int(u))[0] == small_feature], dtype=np.int64)
+            ids = ids[np.lexsort((ids, -corr[ids]))] if len(ids) else ids
+            opt = self.options
+            eq = V.is_equivalent(corr[ids], dec[ids], opt.equivalent_decoder_cosine, opt.equivalent_correlation)
+            self._children[small_feature] = (ids, corr[ids], dec[ids], eq)
+        return self._children[small_feature]
 
     def _null(self, feature: int, scores: _Scores) -> tuple[NullModel, np.ndarray]:
         """The null model and per-target p-values (family-wise over all candidates)."""
@@ -404,6 +445,121 @@ class FeatureMatcher:
         )
         return text + (f"; shares {', '.join(shared[:3])}" if shared else "; no shared top tokens")
 
+    # -- verdict -------------------------------------------------------------------------------
+    def _verdict(self, feature: int, scores: _Scores) -> Verdict:
+        """The alignment's class of ``feature`` with its evidence (rules in
+        analysis/metrics/verdicts.py, applied to this one feature)."""
+        opt = self.options
+        corr = scores.metric["activation_correlation"][0]
+        dec = scores.metric["decoder_cosine"][0]
+        count = scores.count_s
+        other = self.target_ctx.model_type
+        me = f"{self.source_ctx.model_type} {feature}"
+        best = int(np.nanargmax(corr)) if np.isfinite(corr).any() else None
+        best_text = "no correlation is defined" if best is None else f"its best correlation is {corr[best]:.3f} ({other} {best})"
+        if not self._source_is_larger:
+            ids, child_corr, _, eq = self._children_of(feature, corr, dec)
+            label = str(V.small_side_classes([len(ids)], [int(eq.sum())], [count])[0])
+            if label == "dead":
+                rule = f"{me} is never active: no correlation is defined"
+            elif len(ids) == 0:
+                rule = (
+                    f"no {other} feature has {me} as its best-correlated {self.source_ctx.model_type} "
+                    f"feature at r >= {opt.related_correlation} ({best_text})"
+                )
+            else:
+                shown = ", ".join(str(int(u)) for u in ids[:8]) + (" ..." if len(ids) > 8 else "")
+                rule = (
+                    f"{len(ids)} {other} feature(s) have {me} as their best-correlated feature at "
+                    f"r >= {opt.related_correlation}: {shown}"
+                    + ("; the one is an equivalent pair" if label == "equivalent" else "")
+                )
+            return Verdict(
+                label=label,
+                side="smaller",
+                children=ids.tolist(),
+                children_scores=[round(float(c), 6) for c in child_corr],
+                rule=rule,
+                significance=V.SIGNIFICANCE_BASIS,
+            )
+
+        info = self._information(feature, scores)
+        parent, score = V.assign_parents(corr[None, :], opt.related_correlation)
+        p = int(parent[0])
+        if p < 0:
+            label = "dead" if count == 0 else "novel"
+            rule = (
+                f"{me} is never active: no correlation is defined"
+                if label == "dead"
+                else f"{best_text}, below related_correlation {opt.related_correlation}: no parent"
+            )
+            return Verdict(label=label, side="larger", rule=rule, significance=V.SIGNIFICANCE_BASIS, information_test=info)
+        siblings, *_ = self._children_of(p)
+        by_dec = bool(dec[p] >= opt.equivalent_decoder_cosine)
+        by_corr = bool(corr[p] >= opt.equivalent_correlation)
+        label = str(V.large_side_classes([True], [by_dec or by_corr], [len(siblings)], [count])[0])
+        contained = scores.metric["p_target_given_source"][0][p]
+        lower = None
+        if np.isfinite(contained):
+            lower = float(V.containment_lower_bound(round(contained * count), count))
+        why = {
+            "equivalent": (
+                f"decoder cosine {dec[p]:.3f} >= {opt.equivalent_decoder_cosine}" if by_dec
+                else f"correlation {corr[p]:.3f} >= {opt.equivalent_correlation}"
+            ),
+            "split_child": f"{other} {p} has {len(siblings)} {self.source_ctx.model_type} features assigned",
+            "partial": f"{other} {p} has only this one assigned, and the pair is not equivalent",
+        }[label]
+        return Verdict(
+            label=label,
+            side="larger",
+            parent=p,
+            parent_score=float(score[0]),
+            parent_decoder_cosine=_opt(dec[p]),
+            parent_containment=_opt(contained),
+            parent_containment_lower=lower,
+            parent_n_children=len(siblings),
+            equivalent_by=("decoder_cosine" if by_dec else "correlation") if label == "equivalent" else None,
+            rule=f"parent {other} {p}, the best-correlated (r = {corr[p]:.3f} >= {opt.related_correlation}); {why}",
+            significance=V.SIGNIFICANCE_BASIS,
+            information_test=info,
+        )
+
+    @cached_property
+    def _small_residual(self) -> np.ndarray | str:
+        """The smaller SAE's residual ``x - x_hat`` on every example (float32 (n, d_model)), or
+        why it cannot be had."""
+        (small, _), (large, _) = self._small, self._large
+        try:
+            x = small.activations
+        except LookupError as err:  # built from codes or without activations: the message says which
+            return str(err)
+        if small.d_model != large.d_model:
+            return f"d_model differs ({small.d_model} for {small.name!r}, {large.d_model} for {large.name!r})"
+        return ST.residuals(x, small.codes.csr, ST.numpy_decoder(small.sae))
+
+    def _information(self, feature: int, scores: _Scores) -> InformationTest:
+        """The stitching test of one larger-side feature, or why it did not run."""
+        if not self.options.information_test:
+            return InformationTest(ran=False, reason="turned off (MatchOptions.information_test=False)")
+        if scores.count_s == 0:
+            return InformationTest(ran=False, reason="the feature is never active")
+        residual = self._small_residual
+        if isinstance(residual, str):
+            return InformationTest(ran=False, reason=residual)
+        large = self._large[0]
+        contribution = ST.contribution_of(ST.numpy_decoder(large.sae), feature, large.n_features, large.d_model)
+        column = sp.csc_matrix(
+            (scores.values, scores.rows, np.array([0, len(scores.rows)])), shape=(self.n_examples, 1)
+        )
+        out = ST.stitching_test(residual, column, contribution[None, :])
+        return InformationTest(
+            ran=True,
+            gain=_opt(out.gain[0]),
+            delta_sse=_opt(out.delta_sse[0]),
+            n_examples=int(out.n_examples[0]),
+        )
+
     # -- public API ----------------------------------------------------------------------------
     def find_matches(
         self,
@@ -467,18 +623,9 @@ class FeatureMatcher:
                 f"(< min_active={self.options.min_active}); correlations are undefined"
             )
         best = _opt(np.nanmax(corr)) if np.isfinite(corr).any() else None
-        significant = np.isfinite(p_value) & (p_value < self.options.alpha) & scores.related
-        if significant.any():
-            unique, reason = False, None
-        elif best is None:
-            unique, reason = True, "no correlation is defined (see warnings)"
-        else:
-            arg = int(np.nanargmax(corr))
-            reason = (
-                f"the best correlation is {best:.3f} ({self.target_ctx.model_type} {arg}), below the "
-                f"related threshold {self.options.related_correlation} or not significant"
-            )
-            unique = True
+        verdict = self._verdict(feature, scores)
+        unique = verdict.label in ("novel", "unique", "dead")
+        reason = verdict.rule if unique else None
         decomposition = self._decompose(feature, scores) if decompose else None
         return MatchReport(
             source_feature=feature,
@@ -505,6 +652,7 @@ class FeatureMatcher:
             elapsed_ms=(time.perf_counter() - t0) * 1000,
             warnings=warnings,
             alignment=None if self.alignment is None else self.aligned(feature),
+            verdict=verdict,
         )
 
     def score_all(self, source_feature: int) -> dict[str, np.ndarray]:

@@ -58,6 +58,9 @@ class MatchOptions(BaseModel):
     """0: analytic permutation null; >0: that many shuffles of the source's examples."""
     seed: int = 0
     max_decomposition_members: int = Field(64, ge=1)
+    information_test: bool = True
+    """Run the stitching test (``report.verdict.information_test``) for larger-side sources when
+    the smaller context keeps its activations; it loads both SAEs on first use."""
 
     @field_validator("weights")
     @classmethod

@@ -143,6 +143,66 @@ class Decomposition(BaseModel):
     """At least two members: the target model splits the source."""
 
 
+class InformationTest(BaseModel):
+    """Does the larger SAE's latent carry information the smaller SAE lacks? The stitching test
+    (Leask et al. 2025; :mod:`splatnlp.mechinterp.analysis.metrics.stitching`): add the latent's
+    decoder contribution to the smaller SAE's reconstruction on the latent's active examples and
+    see how much of the smaller SAE's squared error goes away."""
+
+    test: Literal["stitching"] = "stitching"
+    ran: bool
+    reason: str | None = None
+    """Why it did not run (None when it ran)."""
+    gain: float | None = None
+    """Share of the smaller SAE's squared error on the latent's active examples that adding the
+    latent removes (> 0: it adds something the smaller SAE misses; <= 0: it repeats it)."""
+    delta_sse: float | None = None
+    """Change of the smaller SAE's summed squared error there (negative = lower error)."""
+    n_examples: int | None = None
+    """Active examples the sums run over."""
+    used_in_verdict: bool = False
+    """The verdict is decided by the activation evidence; this test is reported beside it (on
+    the dev evaluation worlds its gain overlaps between novel latents and children of every
+    correlation band, so combining it lowered the novel F1; see the verdicts module)."""
+
+
+class Verdict(BaseModel):
+    """What the source feature *is* relative to the other dictionary: the same class, parent and
+    children the whole-dictionary alignment gives it (one set of rules,
+    :mod:`splatnlp.mechinterp.analysis.metrics.verdicts`), with the evidence."""
+
+    model_config = ConfigDict(ser_json_inf_nan="null")
+
+    label: str
+    """Larger side: one of ``split_child``, ``equivalent``, ``partial``, ``novel``, ``dead``;
+    smaller side: ``split_parent``, ``equivalent``, ``partial``, ``unique``, ``dead`` (the
+    alignment's classes, ``features.csv``'s ``class``)."""
+    side: Literal["larger", "smaller"]
+    """Which dictionary the source belongs to (the larger is the one with more features)."""
+    parent: int | None = None
+    """Larger side: the smaller-side feature it is part of (None when novel or dead)."""
+    parent_score: float | None = None
+    """The parent's activation correlation (the statistic the parent is chosen by)."""
+    parent_decoder_cosine: float | None = None
+    parent_containment: float | None = None
+    """P(parent active | source active): nesting evidence that firing rates do not cap."""
+    parent_containment_lower: float | None = None
+    """Its 95 % Wilson lower bound."""
+    parent_n_children: int | None = None
+    """How many larger-side features have this parent (>= 2: the parent is split)."""
+    children: list[int] = Field(default_factory=list)
+    """Smaller side: the larger-side features whose parent it is, best-correlated first."""
+    children_scores: list[float] = Field(default_factory=list)
+    equivalent_by: Literal["decoder_cosine", "correlation"] | None = None
+    """Which test made the parent pair ``equivalent``."""
+    rule: str
+    """The rule that gave the label, with this feature's numbers."""
+    significance: str
+    """How significance enters the verdict (it does not; the effect size decides)."""
+    information_test: InformationTest | None = None
+    """Larger side only: the stitching test, or why it could not run."""
+
+
 class MatchReport(BaseModel):
     """All candidate matches of one source feature in the other model."""
 
@@ -161,7 +221,7 @@ class MatchReport(BaseModel):
     source_summary: FeatureSummary
     decomposition: Decomposition | None
     is_unique: bool
-    """No candidate is significant and related: the source has no counterpart."""
+    """The source has no counterpart: its verdict is ``novel`` / ``unique`` (or it is dead)."""
     unique_reason: str | None
     null: NullModel
     params: dict[str, Any]
@@ -172,6 +232,8 @@ class MatchReport(BaseModel):
     alignment: AlignedFeature | None = None
     """What a saved whole-dictionary alignment says about the source feature, when the matcher
     was given one (``FeatureMatcher(..., alignment=...)``)."""
+    verdict: Verdict | None = None
+    """The source's class, parent or children, and the evidence (the alignment's rules)."""
 
     def summary(self) -> str:
         """A few lines for people."""
@@ -182,6 +244,8 @@ class MatchReport(BaseModel):
             f"{', '.join(t.token for t in s.top_tokens[:5]) or 'none'})"
         )
         lines = [head]
+        if self.verdict is not None:
+            lines.append(f"  verdict: {self.verdict.label} ({self.verdict.rule})")
         if self.is_unique:
             lines.append(f"  no counterpart in {self.target_model}: {self.unique_reason}")
         for m in self.matches[:5]:
@@ -227,6 +291,8 @@ class MatchReport(BaseModel):
                 f"{f(m.p_source_given_target)} | {f(m.combined_score)} | {f(m.p_value, '.2g')} | "
                 f"{', '.join(m.shared_top_tokens[:4])} |"
             )
+        if self.verdict is not None:
+            out += ["", f"**Verdict: {self.verdict.label}.** {self.verdict.rule}."]
         if self.is_unique:
             out += ["", f"**Unique to {self.source_model}:** {self.unique_reason}"]
         if self.decomposition and self.decomposition.members:
@@ -290,6 +356,7 @@ def export_schemas() -> str:
             "MatchReport": MatchReport.model_json_schema(),
             "FeatureComparison": FeatureComparison.model_json_schema(),
             "Decomposition": Decomposition.model_json_schema(),
+            "Verdict": Verdict.model_json_schema(),
         },
         indent=2,
     )

@@ -22,11 +22,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["StitchingArrays", "decoder_contributions", "residuals", "stitching_test"]
+__all__ = [
+    "StitchingArrays",
+    "contribution_of",
+    "decoder_contributions",
+    "numpy_decoder",
+    "residuals",
+    "stitching_test",
+]
 
 
 @dataclass(eq=False)
@@ -64,6 +72,31 @@ def residuals(
         xc = np.asarray(x[start:stop], dtype=np.float32)
         out[start:stop] = xc - decode(codes[start:stop], xc)
     return out
+
+
+def numpy_decoder(sae: Any) -> Callable[[sp.csr_matrix, np.ndarray], np.ndarray]:
+    """``decode(codes, x)`` in numpy for a :class:`~splatnlp.mechinterp.context.sae.SAE`: its own
+    ``decode`` (normalization undone with each row's inputs), float32 in and out."""
+    import torch  # only the stitching test needs the SAE itself
+
+    def decode(codes: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            dense = torch.from_numpy(np.asarray(codes.toarray(), dtype=np.float32))
+            return sae.decode(dense, x=torch.from_numpy(np.array(x, dtype=np.float32))).numpy()
+
+    return decode
+
+
+def contribution_of(
+    decode: Callable[[sp.csr_matrix, np.ndarray], np.ndarray], feature: int, n_features: int, d_model: int
+) -> np.ndarray:
+    """One latent's change of the reconstruction per unit code, shape (d_model,):
+    ``decode(e_feature) - decode(0)`` (a row of :func:`decoder_contributions`)."""
+    codes = sp.csr_matrix(
+        (np.array([1.0], np.float32), np.array([feature]), np.array([0, 1, 1])), shape=(2, n_features)
+    )
+    out = decode(codes, np.zeros((2, d_model), np.float32))
+    return (out[0] - out[1]).astype(np.float32)
 
 
 def decoder_contributions(decode: Callable[[sp.csr_matrix, np.ndarray], np.ndarray], n_features: int, d_model: int) -> np.ndarray:

@@ -38,12 +38,38 @@ import numpy as np
 __all__ = [
     "EQUIVALENT_CORRELATION",
     "EQUIVALENT_DECODER_COSINE",
+    "LARGE_CLASSES",
     "RELATED_CORRELATION",
+    "SIGNIFICANCE_BASIS",
+    "SMALL_CLASSES",
     "assign_parents",
+    "containment_lower_bound",
     "is_equivalent",
+    "large_side_classes",
     "larger_is_first",
     "pair_relations",
+    "small_side_classes",
 ]
+
+SMALL_CLASSES: tuple[str, ...] = ("split_parent", "equivalent", "partial", "unique", "dead")
+"""Classes of the smaller dictionary's features: ``dead`` never active; ``split_parent`` >= 2
+larger-side features assigned; ``equivalent`` exactly one, an equivalent pair (decoder cosine
+>= ``equivalent_decoder_cosine`` or correlation >= ``equivalent_correlation``); ``partial``
+exactly one, not equivalent; ``unique`` none."""
+
+LARGE_CLASSES: tuple[str, ...] = ("split_child", "equivalent", "partial", "novel", "dead")
+"""Classes of the larger dictionary's features: ``dead`` never active; ``novel`` no parent (best
+correlation below ``related_correlation`` or undefined); ``equivalent`` it forms an equivalent
+pair with its parent (the same feature, even when the parent has other children); otherwise
+``split_child`` (the parent has >= 2 assigned) or ``partial``."""
+
+SIGNIFICANCE_BASIS = (
+    "the verdict is decided by effect size (the best correlation against related_correlation), "
+    "not by the p-value: the shuffle null only rules out independence, and with thousands of "
+    "examples every pair at or above the cut passes it (on the evaluation worlds every pair with "
+    "r >= 0.3 has a family-wise p below 0.01), so a p-value cannot tell a parent from a cousin"
+)
+"""What reports say about significance (module docstring, issue 10)."""
 
 RELATED_CORRELATION = 0.3
 """A larger-side feature whose best correlation with the smaller side is below this is novel;
@@ -131,3 +157,60 @@ def pair_relations(
     out[parent] = "source_part_of_target" if source_is_larger else "source_split_by_target"
     out[parent & same] = "equivalent"
     return out
+
+
+def small_side_classes(n_assigned: np.ndarray, n_equivalent: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Class of every smaller-side feature (one of :data:`SMALL_CLASSES`).
+
+    Parameters
+    ----------
+    n_assigned : int array of shape (K_small,), larger-side features whose parent it is
+    n_equivalent : int array of shape (K_small,), how many of those form an equivalent pair
+    count : int array of shape (K_small,), examples where the feature is active
+    """
+    n_assigned, n_equivalent, count = (np.asarray(v) for v in (n_assigned, n_equivalent, count))
+    out = np.full(n_assigned.shape, "unique", dtype="U12")
+    out[n_assigned >= 2] = "split_parent"
+    one = n_assigned == 1
+    out[one & (n_equivalent >= 1)] = "equivalent"
+    out[one & (n_equivalent == 0)] = "partial"
+    out[count == 0] = "dead"
+    return out
+
+
+def large_side_classes(
+    has_parent: np.ndarray, equivalent_pair: np.ndarray, parent_n_assigned: np.ndarray, count: np.ndarray
+) -> np.ndarray:
+    """Class of every larger-side feature (one of :data:`LARGE_CLASSES`).
+
+    Parameters
+    ----------
+    has_parent : bool array of shape (K_large,), per :func:`assign_parents`
+    equivalent_pair : bool array of shape (K_large,), the parent pair is equivalent
+    parent_n_assigned : int array of shape (K_large,), the parent's ``n_assigned`` (any value
+        where there is no parent)
+    count : int array of shape (K_large,)
+    """
+    has_parent = np.asarray(has_parent, dtype=bool)
+    out = np.full(has_parent.shape, "novel", dtype="U12")
+    out[has_parent] = np.where(np.asarray(parent_n_assigned)[has_parent] >= 2, "split_child", "partial")
+    out[has_parent & np.asarray(equivalent_pair, dtype=bool)] = "equivalent"
+    out[np.asarray(count) == 0] = "dead"
+    return out
+
+
+def containment_lower_bound(k: np.ndarray | int, n: np.ndarray | int, z: float = 1.96) -> np.ndarray:
+    """Wilson score lower bound of a containment P(parent active | child active) = k / n.
+
+    The evidence of nesting that firing rates do not cap: a rare child inside a frequent parent
+    has a low correlation (r <= 0.2 at rates 0.008 and 0.167) but a containment near 1, and the
+    bound says how sure that is from ``n`` child examples (NaN where ``n`` is 0).
+    """
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1 + z * z / n
+        centre = p + z * z / (2 * n)
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return np.where(n > 0, (centre - half) / denom, np.nan)

@@ -42,7 +42,7 @@ from splatnlp.mechinterp.analysis.align.dictionary import (
     save_tables,
 )
 from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
-from splatnlp.mechinterp.context import MechInterpContext, build_context
+from splatnlp.mechinterp.context import build_context
 from splatnlp.mechinterp.demo.build import load_ground_truth
 
 MIN_ACTIVE = 5
@@ -367,9 +367,8 @@ def test_cuda_matches_cpu(pair: Pair) -> None:
 
 
 # -- planted ground truth of the tiny demo -------------------------------------------------------
-def test_tiny_demo_ground_truth(tiny_demo_dir: Path) -> None:
-    full, ultra = MechInterpContext(tiny_demo_dir / "full"), MechInterpContext(tiny_demo_dir / "ultra")
-    tables = align_contexts(full, ultra, options=AlignOptions(n_null_features=64, n_null_directions=64))
+def test_tiny_demo_ground_truth(tiny_demo_dir: Path, tiny_alignment) -> None:
+    tables = tiny_alignment
     truth = load_ground_truth(tiny_demo_dir)
     fc, uc = np.array(truth.full_class), np.array(truth.ultra_class)
     planted_parent = np.array([-1 if p is None else p for p in truth.ultra_parent])

@@ -454,7 +454,8 @@ def test_dead_source_has_no_activation_metrics(matchers) -> None:
         assert m.notes.startswith("no correlation: the source feature is never active")
         assert m.relation == "unrelated"
     assert report.best_correlation is None
-    assert report.is_unique and report.unique_reason == "no correlation is defined (see warnings)"
+    assert report.is_unique and report.unique_reason == f"ultra {SRC_DEAD} is never active: no correlation is defined"
+    assert report.verdict.label == "dead"
     assert any("never active" in w for w in report.warnings)
 
 
@@ -870,3 +871,63 @@ def test_empirical_null_on_the_demo(demo) -> None:
     p_values = [m.p_value for m in report.matches]
     assert all(1 / 6 <= p <= 1 for p in p_values)
     assert report.matches[0].p_value == pytest.approx(1 / 6)  # the parent beats every shuffle
+
+
+# -- the information test (stitching) in the verdict ----------------------------------------------
+@pytest.fixture(scope="module")
+def stitched(tmp_path_factory: pytest.TempPathFactory) -> tuple[MechInterpContext, MechInterpContext, np.ndarray]:
+    """'full' (8 features) and 'ultra' (30) random SAEs encoding one set of activations."""
+    import torch
+
+    root = tmp_path_factory.mktemp("stitched")
+    rng = np.random.default_rng(4)
+    examples = random_examples(rng, 400)
+    x = rng.standard_normal((400, 16)).astype(np.float32)
+    small = build_context(root / "full", sae=random_sae(1, n_features=8), examples=examples,
+                          activations=torch.from_numpy(x), model_type="full", n_top_examples=20, progress=False)
+    large = build_context(root / "ultra", sae=random_sae(2, n_features=30), examples=examples,
+                          activations=torch.from_numpy(x), model_type="ultra", n_top_examples=20, progress=False)
+    return small, large, x
+
+
+def test_information_test_is_the_brute_force_stitching_gain(stitched) -> None:
+    import torch
+
+    small, large, x = stitched
+    matcher = FeatureMatcher(large, small)
+    codes_small = torch.from_numpy(small.codes.csr.toarray())
+    codes_large = large.codes.csr.toarray()
+    recon = small.sae.decode(codes_small, x=torch.from_numpy(x)).numpy().astype(np.float64)
+    checked = 0
+    for u in range(large.n_features):
+        info = matcher.find_matches(u, decompose=False).verdict.information_test
+        rows = np.flatnonzero(codes_large[:, u] > 0)
+        if not len(rows):
+            assert not info.ran and info.reason == "the feature is never active"
+            continue
+        # Brute force: the smaller SAE's error on u's examples with and without u's decoded part.
+        one = np.zeros((1, large.n_features), np.float32)
+        one[0, u] = 1.0
+        part = (large.sae.decode(torch.from_numpy(one)) - large.sae.decode(torch.zeros_like(torch.from_numpy(one)))).numpy()[0]
+        before = ((x[rows] - recon[rows]) ** 2).sum()
+        after = ((x[rows] - recon[rows] - np.outer(codes_large[rows, u], part)) ** 2).sum()
+        assert info.ran and info.n_examples == len(rows) and not info.used_in_verdict
+        tol = float_tol(np.float32, 16 * len(rows)) * before
+        assert info.delta_sse == pytest.approx(after - before, abs=tol)
+        assert info.gain == pytest.approx((before - after) / before, abs=tol / before)
+        checked += 1
+    assert checked >= 20
+
+
+def test_information_test_says_why_it_did_not_run(stitched, tmp_path: Path) -> None:
+    small, large, _ = stitched
+    off = FeatureMatcher(large, small, options=MatchOptions(information_test=False)).find_matches(0)
+    assert off.verdict.information_test.reason == "turned off (MatchOptions.information_test=False)"
+    # The smaller side gets no information test: it asks what a larger-side latent adds.
+    assert FeatureMatcher(small, large).find_matches(0).verdict.information_test is None
+    # A smaller context without activations: the reason names it and how to get them.
+    bare = build_context(tmp_path / "full", sae=small.sae, examples=small.examples,
+                         codes=small.codes.csr, model_type="full", n_top_examples=20, progress=False)
+    info = FeatureMatcher(large, bare).find_matches(3, decompose=False).verdict.information_test
+    assert not info.ran and info.gain is None
+    assert "'full'" in info.reason and "precomputed codes" in info.reason and "Rebuild" in info.reason

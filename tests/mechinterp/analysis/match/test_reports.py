@@ -77,7 +77,7 @@ def test_json_schemas() -> None:
     )
     assert MatchReport.json_schema() == schema
     doc = json.loads(export_schemas())
-    assert set(doc) == {"MatchReport", "FeatureComparison", "Decomposition"}
+    assert set(doc) == {"MatchReport", "FeatureComparison", "Decomposition", "Verdict"}
     assert doc["MatchReport"] == schema
     assert "jaccard_similarity" in doc["FeatureComparison"]["properties"]
     assert "r_squared" in doc["Decomposition"]["properties"]
@@ -105,7 +105,8 @@ def test_summary_and_markdown_of_a_dead_source(matcher) -> None:
     summary = report.summary()
     assert summary.splitlines()[0].startswith(f"ultra feature {SRC_DEAD} (active on 0.0% of 300")
     assert "top tokens: none" in summary
-    assert "no counterpart in full: no correlation is defined" in summary
+    assert "no counterpart in full: ultra 0 is never active: no correlation is defined" in summary
+    assert "verdict: dead" in summary
     assert f"#1 full {report.matches[0].target_feature}: unrelated, r=n/a, score=n/a" in summary
     assert "warning: source feature 0 is never active" in summary
     markdown = report.to_markdown()

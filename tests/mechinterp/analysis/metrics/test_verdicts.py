@@ -71,3 +71,81 @@ def test_matcher_decomposition_and_alignment_agree_on_every_pair(pair: Pair, ali
                 assert large_side["class_label"][t] == want, (s, t)
                 n_checked += 1
     assert n_checked >= 3  # the planted copies, parts and superset are parent pairs
+
+
+# -- feature classes and the containment bound ---------------------------------------------------
+def test_feature_classes_follow_the_assignment() -> None:
+    small = V.small_side_classes([3, 1, 1, 0, 0, 2], [0, 1, 0, 0, 0, 2], [9, 9, 9, 9, 0, 9])
+    assert small.tolist() == ["split_parent", "equivalent", "partial", "unique", "dead", "split_parent"]
+    large = V.large_side_classes(
+        [True, True, True, True, False, False], [False, False, True, True, False, False], [3, 1, 3, 1, 7, 0], [5, 5, 5, 5, 5, 0]
+    )
+    # An equivalent pair stays equivalent beside siblings; no parent is novel; never active is dead.
+    assert large.tolist() == ["split_child", "partial", "equivalent", "equivalent", "novel", "dead"]
+    assert set(small) <= set(V.SMALL_CLASSES) and set(large) <= set(V.LARGE_CLASSES)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 10), (3, 10), (10, 10), (63, 100), (7, 2000), (1, 1)])
+def test_containment_lower_bound_inverts_the_score_test(k: int, n: int) -> None:
+    """Wilson's bound is the smallest p0 the one-sample score test at z = 1.96 does not reject:
+    found here by brute force on a fine grid."""
+    grid = np.linspace(0, 1, 2_000_001)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(k / n - grid) / np.sqrt(grid * (1 - grid) / n)
+    accepted = grid[(z <= 1.96) | (grid == k / n)]
+    assert V.containment_lower_bound(k, n) == pytest.approx(accepted.min(), abs=2e-6)
+    assert V.containment_lower_bound(k, n) <= k / n
+    assert np.isnan(V.containment_lower_bound(0, 0))
+
+
+# -- the matcher's verdict is the alignment's class ------------------------------------------------
+def _check_verdicts(small_ctx, large_ctx, tables, small_ids, large_ids) -> int:
+    """Every verdict of the two matchers against the alignment's classes, parents and children."""
+    small_key, small_tab = tables.side(small_ctx.model_type)
+    _, large_tab = tables.side(large_ctx.model_type)
+    from_small, from_large = FeatureMatcher(small_ctx, large_ctx), FeatureMatcher(large_ctx, small_ctx)
+    parent = large_tab["parent"]
+    checked = 0
+    for s in small_ids:
+        report = from_small.find_matches(int(s), decompose=False)
+        v = report.verdict
+        assert v.side == "smaller" and v.label == small_tab["class_label"][s], s
+        assert sorted(v.children) == np.flatnonzero(parent == s).tolist(), s
+        assert report.is_unique == (v.label in ("unique", "dead")), s
+        checked += 1
+    for u in large_ids:
+        report = from_large.find_matches(int(u), decompose=False)
+        v = report.verdict
+        assert v.side == "larger" and v.label == large_tab["class_label"][u], u
+        assert (v.parent if v.parent is not None else -1) == parent[u], u
+        if v.parent is not None:
+            assert v.parent_n_children == int(small_tab["n_assigned"][v.parent]), u
+            assert 0 <= v.parent_containment_lower <= v.parent_containment <= 1
+        assert report.is_unique == (v.label in ("novel", "dead")), u
+        checked += 1
+    return checked
+
+
+def test_matcher_verdicts_are_the_alignment_classes_on_the_planted_pair(pair: Pair, aligned) -> None:
+    # The target ('full', 40 features) is the larger side here.
+    n = _check_verdicts(pair.source, pair.target, aligned, range(pair.source.n_features), range(pair.target.n_features))
+    assert n == 47
+
+
+def test_matcher_verdicts_are_the_alignment_classes_on_the_tiny_demo(tiny_demo_dir, tiny_alignment) -> None:
+    from splatnlp.mechinterp.context import MechInterpContext
+
+    full, ultra = MechInterpContext(tiny_demo_dir / "full"), MechInterpContext(tiny_demo_dir / "ultra")
+    rng = np.random.default_rng(0)
+    small_ids, large_ids = [], []
+    _, small_tab = tiny_alignment.side("full")
+    _, large_tab = tiny_alignment.side("ultra")
+    # A few of every class on both sides (the classes a planted world has).
+    for tab, out in ((small_tab, small_ids), (large_tab, large_ids)):
+        labels = tab["class_label"].astype(str)
+        for cls in sorted(set(labels)):
+            ids = np.flatnonzero(labels == cls)
+            out.extend(rng.choice(ids, size=min(4, len(ids)), replace=False).tolist())
+    assert {"split_parent", "equivalent", "unique", "dead"} <= set(small_tab["class_label"][small_ids])
+    assert {"split_child", "equivalent", "novel", "dead"} <= set(large_tab["class_label"][large_ids])
+    _check_verdicts(full, ultra, tiny_alignment, small_ids, large_ids)
