@@ -8,21 +8,36 @@ Runs ``align_contexts(full, ultra)`` once and prints, against the planted classe
 - the share of planted children / equivalents whose assigned parent is the planted parent, and
   for each metric the share whose best Full match by that metric alone is the planted parent;
 - the split-count agreement: for planted split parents, |assigned| vs |planted children|;
-- the null's chance levels beside the mean best scores, and the timings.
+- the null's chance levels beside the mean best scores, and the timings;
+- for a preset with trained SAEs (``trained``: latent ids are not planted concepts, the truth
+  says which concept each latent tracks, ``splatnlp/mechinterp/demo/truth.py``), the figures of
+  ``benchmarks/eval_worlds.py`` over the Ultra latents that track a concept: parent = one of the
+  expected parents (ours and argmax correlation), novel precision/recall/F1 beside the
+  single-threshold baseline at its oracle cut, split pairs from the assignment.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from splatnlp.mechinterp.analysis.align.dictionary import METRICS, AlignOptions, align_contexts
-from splatnlp.mechinterp.context import MechInterpContext
-from splatnlp.mechinterp.context import config as cfg
-from splatnlp.mechinterp.demo.build import load_ground_truth
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.worlds.scoring import (  # noqa: E402
+    best_threshold,
+    binary_scores,
+    membership_accuracy,
+    pair_scores,
+)
+from splatnlp.mechinterp.analysis.align.dictionary import METRICS, AlignOptions, align_contexts  # noqa: E402
+from splatnlp.mechinterp.context import MechInterpContext  # noqa: E402
+from splatnlp.mechinterp.context import config as cfg  # noqa: E402
+from splatnlp.mechinterp.demo.build import load_ground_truth  # noqa: E402
 
 # Predicted class -> planted class it should recover.
 FULL_PAIRS = (("split_parent", "split"), ("equivalent", "equivalent"), ("unique", "full_only"), ("dead", "dead"))
@@ -76,6 +91,8 @@ def main() -> None:
         "mean_planted": float(planted_counts.mean()),
         "mean_assigned": float(assigned.mean()),
     }
+    if truth.ultra_parents is not None:
+        results["trained"] = trained_scores(tables, truth)
     results["report"] = report.model_dump(mode="json")
 
     print(f"{truth.preset} demo, {full.n_examples} examples: align_contexts(full, ultra) {elapsed:.1f} s")
@@ -97,11 +114,58 @@ def main() -> None:
         f"split counts: exact {sc['exact']:.3f}, within 1 {sc['within_1']:.3f} "
         f"(mean planted {sc['mean_planted']:.1f}, assigned {sc['mean_assigned']:.1f})"
     )
+    if "trained" in results:
+        t = results["trained"]
+        print("trained SAEs (scored Ultra latents track a concept):", json.dumps(t["counts"]))
+        print(
+            f"  parent: ours {t['parent_ours']:.3f}, argmax correlation {t['parent_top']:.3f}\n"
+            f"  novel: P {t['novel_precision']:.3f} R {t['novel_recall']:.3f} F1 {t['novel_f1']:.3f} "
+            f"(acc {t['novel_accuracy']:.3f}); best single threshold F1 {t['novel_oracle_f1']:.3f} "
+            f"at {t['novel_oracle_threshold']:.2f}\n"
+            f"  split pairs (assigned): P {t['split_precision']:.3f} R {t['split_recall']:.3f}; "
+            f"equivalent pairs: P {t['equivalent_precision']:.3f} R {t['equivalent_recall']:.3f}"
+        )
     print(report.summary())
     print("timings (s):", report.timings_s)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
+
+
+def trained_scores(tables, truth) -> dict:
+    """eval_worlds' figures for a demo whose SAEs were trained (ground truth by tracking)."""
+    ucls, fcls = np.array(truth.ultra_class), np.array(truth.full_class)
+    expected = truth.ultra_parents
+    scored = np.flatnonzero(np.isin(ucls, ("child", "equivalent", "novel")))
+    kids = np.flatnonzero(np.isin(ucls, ("child", "equivalent")))
+    parent = tables.b["parent"]
+    label = tables.b["class_label"].astype(str)
+    top = tables.b["best_activation_correlation_index"]
+    top_score = tables.b["best_activation_correlation_score"]
+    accepted = [expected[u] for u in kids]
+    truth_novel = ucls[scored] == "novel"
+    ours = binary_scores(label[scored] == "novel", truth_novel)
+    cut, oracle = best_threshold(top_score[scored], truth_novel)
+    split_parents = set(np.flatnonzero(tables.a["class_label"].astype(str) == "split_parent").tolist())
+    by_parent: dict[int, list[int]] = {}
+    for u in kids:
+        for f in expected[u]:
+            by_parent.setdefault(f, []).append(int(u))
+    true_split = [(f, u) for f, us in by_parent.items() if len(us) >= 2 for u in us]
+    asg = pair_scores([(int(parent[u]), int(u)) for u in np.flatnonzero(parent >= 0) if int(parent[u]) in split_parents], true_split)
+    true_eq = [(truth.ultra_parent[u], int(u)) for u in np.flatnonzero(ucls == "equivalent")]
+    eq = pair_scores([(int(parent[u]), int(u)) for u in np.flatnonzero(label == "equivalent")], true_eq)
+    return {
+        "counts": {c: int((ucls == c).sum()) for c in sorted(set(ucls))} | {"full_" + c: int((fcls == c).sum()) for c in sorted(set(fcls))},
+        "parent_ours": membership_accuracy(parent[kids].tolist(), accepted),
+        "parent_top": membership_accuracy(top[kids].tolist(), accepted),
+        "novel_precision": ours.precision, "novel_recall": ours.recall, "novel_f1": ours.f1,
+        "novel_accuracy": ours.accuracy,
+        "novel_oracle_f1": oracle.f1, "novel_oracle_threshold": float(cut),
+        "split_precision": asg.precision, "split_recall": asg.recall,
+        "equivalent_precision": eq.precision, "equivalent_recall": eq.recall,
+        "training": truth.training,
+    }
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def add_demo_commands(subparsers: argparse._SubParsersAction) -> None:
         epilog=examples_epilog("splatnlp-mechinterp demo", "splatnlp-mechinterp demo --preset tiny --out ./demo-tiny --json"),
         formatter_class=fmt,
     )
-    demo.add_argument("--preset", default="default", help="tiny, default or real (default: default)")
+    demo.add_argument("--preset", default="default", help="tiny, default, real, or trained (SAEs trained on the hidden states, 256 / 2,048 features; about a minute) (default: default)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default=None, help="output folder (default: <data dir>/demo/<preset>)")
     demo.add_argument("--force", action="store_true", help="rebuild even if already built")

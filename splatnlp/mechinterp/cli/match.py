@@ -22,6 +22,7 @@ def _matcher(args: argparse.Namespace):
     options = MatchOptions(
         n_permutations=getattr(args, "permutations", 0) or 0,
         top_token_method=args.top_tokens,
+        information_test=getattr(args, "information_test", False),
     )
     return FeatureMatcher(source, target, options=options, alignment=getattr(args, "alignment", None))
 
@@ -153,6 +154,11 @@ def add_match_commands(subparsers: argparse._SubParsersAction) -> None:
         choices=["combined_score", *PAIR_METRICS],
     )
     match.add_argument("--no-decomposition", action="store_true", help="skip the decomposition")
+    match.add_argument(
+        "--information-test", action="store_true",
+        help="also run the stitching test of an Ultra source (verdict.information_test; loads both "
+        "SAEs, needs the Full context's activations)",
+    )
     match.add_argument("--permutations", type=int, default=0, help="empirical null with N shuffles (default: analytic)")
     match.add_argument("--output", default=None, help="also write every scored candidate to this JSON file")
     match.add_argument("--record", action="store_true", help="record the verdict as cross-model links in the research store: the parent of a larger-side feature, or the listed children of a smaller-side one (nothing for novel or unique)")

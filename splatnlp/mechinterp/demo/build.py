@@ -100,6 +100,8 @@ def build_demo(
             "size_bytes": size,
             "timings": timings,
         }
+        if world.truth.training is not None:
+            summary["training"] = world.truth.training
         (tmp / DEMO_MANIFEST).write_text(yaml.safe_dump(summary, sort_keys=False))
         publish_dir(tmp, out_dir)
     except BaseException:

@@ -17,6 +17,9 @@ def sample_match(demo_dir: str | Path, *, feature: int = SAMPLE_ULTRA_FEATURE) -
     demo_dir = Path(demo_dir)
     ultra = MechInterpContext(demo_dir / "ultra")
     full = MechInterpContext(demo_dir / "full")
+    if feature >= ultra.n_features:
+        # Presets at reduced widths ('trained') have fewer Ultra features than the upstream id.
+        feature = feature % ultra.n_features
     report = FeatureMatcher(ultra, full).find_matches(feature, n_top_matches=3)
     best = report.matches[0] if report.matches else None
     return {

@@ -44,8 +44,9 @@ from splatnlp.mechinterp.context.vocab import (
     weapon_vocab,
 )
 
-FullClass = Literal["split", "equivalent", "full_only", "dead"]
-UltraClass = Literal["child", "equivalent", "novel", "dead"]
+FullClass = Literal["split", "equivalent", "full_only", "dead", "partial", "untracked"]
+"""``partial`` and ``untracked`` occur only with trained SAEs (see :mod:`.truth`)."""
+UltraClass = Literal["child", "equivalent", "novel", "dead", "untracked"]
 
 # AP bands a theme can prefer; neighbouring bands overlap at one rung like real builds do.
 _BANDS = {"low": (3, 6, 12), "mid": (12, 15, 21, 29), "high": (29, 38, 51, 57)}
@@ -86,12 +87,36 @@ class DemoPreset:
     """Weight of the parent direction in a child's encoder filter (its private part has weight 1)."""
     emitting_events: int = 6
     """How many of an example's most strongly answering features write their themes into the build."""
+    saes: Literal["planted", "trained"] = "planted"
+    """``planted``: matched filters built from the planted dictionary (feature ids are planted
+    concepts); ``trained``: both SAEs learned from the hidden states with SplatNLP's
+    architecture (:mod:`.train`), ground truth by which concept each latent tracks (:mod:`.truth`)."""
+    train_steps: int = 1500
+    """Training steps of each SAE (``trained`` only)."""
 
 
 PRESETS: dict[str, DemoPreset] = {
     "tiny": DemoPreset(name="tiny", n_examples=3000),
     "default": DemoPreset(name="default", n_examples=20000),
     "real": DemoPreset(name="real", n_examples=100000),
+    # SAEs trained on the hidden states (SplatNLP's ReLU + clamp + L1 at ~9 % of latents active,
+    # as Full and Ultra), at an eighth of the real widths: 2,048 / 24,576 at d_model 512 would
+    # take about 20 minutes on 2 cores (measured: Ultra 2,048 x d 256 trains in 46 s). Children
+    # fire with their parent's events only when chosen (siblings rarely co-fire), so they are
+    # rarer than their parents, as in trained SAEs.
+    "trained": DemoPreset(
+        name="trained",
+        n_examples=20000,
+        d_model=256,
+        n_full=256,
+        n_ultra=2048,
+        parents_per_example=12.0,
+        novel_per_example=1.5,
+        sibling_rate=0.05,
+        target_l0_full=23.0,
+        target_l0_ultra=184.0,
+        saes="trained",
+    ),
 }
 
 
@@ -108,6 +133,12 @@ class GroundTruth:
     full_theme: list[list[str]] = field(default_factory=list)
     """Tokens each Full concept prefers (empty for dead features)."""
     ultra_theme: list[list[str]] = field(default_factory=list)
+    ultra_parents: list[list[int]] | None = None
+    """Trained SAEs only: every acceptable Full parent of each Ultra latent (the Full latents
+    that track its concept's nearest tracked ancestor); ``ultra_parent`` is the first."""
+    saes: str = "planted"
+    training: dict | None = None
+    """Trained SAEs only: what training reached (L0, FVU, dead latents, seconds) per model."""
 
     def children(self) -> dict[int, list[int]]:
         """Full feature -> its Ultra children (split) or its one equivalent."""
@@ -126,6 +157,9 @@ class GroundTruth:
             "ultra_parent": self.ultra_parent,
             "full_theme": self.full_theme,
             "ultra_theme": self.ultra_theme,
+            "ultra_parents": self.ultra_parents,
+            "saes": self.saes,
+            "training": self.training,
         }
 
     @classmethod
@@ -341,6 +375,16 @@ def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, shuff
     )
     examples = _make_builds(rng, p, n, emit_src, emit_ok, full_theme, ultra_theme, vocab, wvocab)
 
+    if p.saes == "trained":
+        concepts = sp.hstack(
+            [sp.csr_matrix((mag_f, (rows_f, cols_f)), shape=(n, p.n_full)), ultra_act], format="csr"
+        )
+        concept_parent = np.concatenate(
+            [np.full(p.n_full, -1), np.where(np.array(ultra_class) == "child", ultra_parent_c, -1)]
+        ).astype(np.int64)
+        themes = full_theme + ultra_theme
+        return _trained_world(p, seed, x, examples, concepts, concept_parent, themes)
+
     # ---- shuffle feature ids ----
     perm_f = rng.permutation(p.n_full)  # canonical -> shuffled id
     perm_u = rng.permutation(p.n_ultra)
@@ -372,6 +416,77 @@ def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, shuff
         ultra_theme=[sorted({t for comp in ultra_theme[c] for t in comp}) for c in inv_u],
     )
     return DemoWorld(examples=examples, activations=x, full_sae=full_sae, ultra_sae=ultra_sae, truth=truth)
+
+
+def _trained_world(
+    p: DemoPreset,
+    seed: int,
+    x: np.ndarray,
+    examples: ExampleSet,
+    concepts: sp.csr_matrix,
+    concept_parent: np.ndarray,
+    themes: list,
+) -> DemoWorld:
+    """Train both SAEs on ``x`` and read the ground truth off which concept each latent tracks.
+
+    ``concepts`` (n_examples, n_full + n_ultra) holds every planted concept's activity: Full
+    concepts first (a split parent is active on each of its children's events), then Ultra
+    concepts; ``concept_parent`` gives a child concept's parent (-1 otherwise). An Ultra
+    equivalent's activity is its Full concept's, so ties send latents to the Full concept.
+    """
+    from splatnlp.mechinterp.demo import truth as T
+    from splatnlp.mechinterp.demo.train import TrainOptions, train_splatnlp_sae
+
+    saes, codes, training = {}, {}, {}
+    for i, (name, width, l0) in enumerate(
+        (("full", p.n_full, p.target_l0_full), ("ultra", p.n_ultra, p.target_l0_ultra))
+    ):
+        sae, summary = train_splatnlp_sae(x, width, l0, TrainOptions(steps=p.train_steps, seed=seed * 2 + i))
+        saes[name], training[name] = sae, summary.to_dict()
+        with torch.no_grad():
+            codes[name] = np.concatenate(
+                [sae.encode(torch.from_numpy(x[s : s + 4096])).numpy() for s in range(0, len(x), 4096)]
+            )
+    full_t, ultra_t = T.best_features(codes["full"], concepts), T.best_features(codes["ultra"], concepts)
+    rel = T.expected_relations(full_t, ultra_t, concept_parent)
+    equivalent = {tuple(pair) for pair in rel["equivalent_pairs"]}
+    n_children = np.array([len(c) for c in rel["expected_split"]])
+    full_class = []
+    for f in range(p.n_full):
+        if full_t.dead[f]:
+            full_class.append("dead")
+        elif not full_t.tracks[f]:
+            full_class.append("untracked")
+        elif n_children[f] >= 2:
+            full_class.append("split")
+        elif n_children[f] == 1:
+            full_class.append("equivalent" if (f, rel["expected_split"][f][0]) in equivalent else "partial")
+        else:
+            full_class.append("full_only")
+    eq_ultra = {u for _, u in equivalent}
+    ultra_class = [
+        "equivalent" if u in eq_ultra else ("child" if c == "child" else c)
+        for u, c in enumerate(rel["category"])
+    ]
+
+    def theme_of(t: T.LatentTruth, latent: int) -> list[str]:
+        c = int(t.best_feature[latent])
+        return sorted({tok for comp in themes[c] for tok in comp}) if t.tracks[latent] else []
+
+    parents = rel["expected_parents"]
+    truth = GroundTruth(
+        seed=seed,
+        preset=p.name,
+        full_class=full_class,
+        ultra_class=ultra_class,
+        ultra_parent=[ps[0] if ps else None for ps in parents],
+        full_theme=[theme_of(full_t, f) for f in range(p.n_full)],
+        ultra_theme=[theme_of(ultra_t, u) for u in range(p.n_ultra)],
+        ultra_parents=[list(ps) if ps else [] for ps in parents],
+        saes="trained",
+        training=training,
+    )
+    return DemoWorld(examples=examples, activations=x, full_sae=saes["full"], ultra_sae=saes["ultra"], truth=truth)
 
 
 def _sample_events(

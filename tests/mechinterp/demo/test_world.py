@@ -78,7 +78,7 @@ def test_the_built_demo_is_the_generated_world(tiny_demo_dir: Path) -> None:
 
 def test_unknown_preset() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown demo preset 'huge'; known: \['default', 'real', 'tiny'\]"
+        ValueError, match=r"unknown demo preset 'huge'; known: \['default', 'real', 'tiny', 'trained'\]"
     ):
         generate_world("huge")
     with pytest.raises(ValueError, match=r"unknown demo preset 'huge'"):
@@ -95,7 +95,12 @@ def test_preset_that_cannot_split_is_refused() -> None:
 
 def test_sizes(tiny_demo_dir: Path) -> None:
     for preset in PRESETS.values():
-        assert (preset.n_full, preset.n_ultra, preset.d_model) == (2048, 24576, 512)
+        if preset.saes == "planted":  # the real widths; the trained preset is at an eighth
+            assert (preset.n_full, preset.n_ultra, preset.d_model) == (2048, 24576, 512)
+    trained = PRESETS["trained"]
+    assert (trained.n_full, trained.n_ultra, trained.d_model, trained.saes) == (256, 2048, 256, "trained")
+    # About 9 % of the latents of both SAEs fire, as in Full and Ultra.
+    assert trained.target_l0_full / trained.n_full == pytest.approx(trained.target_l0_ultra / trained.n_ultra, rel=0.05)
     assert PRESETS["tiny"].n_examples == 3000
     for name, n_features in (("full", 2048), ("ultra", 24576)):
         ctx = MechInterpContext(tiny_demo_dir / name)

@@ -411,7 +411,18 @@ def align_contexts(
     larger: Literal["a", "b"] = "a" if a_larger else "b"
     large, small = (tables_a, tables_b) if larger == "a" else (tables_b, tables_a)
     corr_ls = corr if larger == "a" else corr.T
-    parent, parent_score = V.assign_parents(corr_ls, opt.related_correlation)
+    # The parent rule's nesting evidence: how much of each larger-side feature's activation
+    # lies where its best-correlated smaller-side feature is active (one pass, O(nnz)).
+    mom_large, mom_small = (mom_a, mom_b) if a_larger else (mom_b, mom_a)
+    best_ls, _ = V.best_candidates(corr_ls)
+    mass = M.inside_mass(csr_a if a_larger else csr_b, csr_b if a_larger else csr_a, best_ls)
+    nesting = V.nesting_lower_bound(
+        mass.inside, mass.total, mass.total_sq, mom_small.count[np.maximum(best_ls, 0)], n
+    )
+    nesting[(best_ls < 0) | (mom_large.count < opt.min_active)] = np.nan
+    parent, parent_score = V.assign_parents(
+        corr_ls, opt.related_correlation, nesting=nesting, nested_containment=opt.nested_containment
+    )
     side_large, side_small = (side_a, side_b) if larger == "a" else (side_b, side_a)
     has = parent >= 0
     parent_decoder = np.full(len(parent), np.nan)
@@ -427,12 +438,14 @@ def align_contexts(
         parent=parent,
         parent_score=parent_score,
         parent_decoder_cosine=parent_decoder,
+        nesting=nesting,
         n_assigned=np.zeros(len(parent), np.int64),
     )
     small.update(
         parent=np.full(len(n_assigned), -1, np.int64),
         parent_score=np.full(len(n_assigned), np.nan),
         parent_decoder_cosine=np.full(len(n_assigned), np.nan),
+        nesting=np.full(len(n_assigned), np.nan),
         n_assigned=n_assigned,
     )
     large["class_label"], small["class_label"] = large_cls, small_cls

@@ -17,6 +17,7 @@ from splatnlp.mechinterp.analysis.metrics.verdicts import (
     EQUIVALENT_CORRELATION,
     EQUIVALENT_DECODER_COSINE,
     LARGE_CLASSES,
+    NESTED_CONTAINMENT,
     RELATED_CORRELATION,
     SMALL_CLASSES,
 )
@@ -54,6 +55,7 @@ SIDE_ARRAYS: tuple[str, ...] = (
     "parent",
     "parent_score",
     "parent_decoder_cosine",
+    "nesting",
     "n_assigned",
     "hungarian",
     "hungarian_score",
@@ -93,6 +95,10 @@ class AlignOptions(BaseModel):
     related_correlation: float = Field(RELATED_CORRELATION, ge=-1.0, le=1.0)
     """A larger-side feature is assigned to its best-correlated smaller-side feature only when
     their correlation reaches this (``analysis/metrics/verdicts.py``, shared with the matcher)."""
+    nested_containment: float = Field(NESTED_CONTAINMENT, ge=-1.0, le=1.0)
+    """... or, below it, when the larger feature is nested in its best-correlated smaller one:
+    the 95 % lower bound of the chance-corrected containment reaches this (see
+    :mod:`splatnlp.mechinterp.analysis.metrics.verdicts`)."""
     equivalent_decoder_cosine: float = Field(EQUIVALENT_DECODER_COSINE, ge=-1.0, le=1.0)
     """A parent pair whose decoder cosine reaches this is ``equivalent``, ..."""
     equivalent_correlation: float = Field(EQUIVALENT_CORRELATION, ge=-1.0, le=1.0)
@@ -271,6 +277,10 @@ class AlignedFeature(BaseModel):
     parent_decoder_cosine: float | None = None
     """The parent pair's decoder cosine: with ``parent_score``, the evidence of an
     ``equivalent`` verdict."""
+    nesting: float | None = None
+    """Larger side: how much of the feature's activation lies inside its best-correlated
+    smaller-side feature beyond chance (95 % lower bound, ``verdicts.nesting_lower_bound``): the
+    evidence of a parent below the correlation cut."""
     children: list[int]
     """Smaller side: the larger-side features assigned to it, best-correlated first (empty on the
     larger side)."""

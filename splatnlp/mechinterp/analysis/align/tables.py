@@ -20,7 +20,9 @@ Arrays: ``best_<metric>_index`` (int64, -1 = none) and ``best_<metric>_score`` (
 none) for each metric in :data:`METRICS`; ``count`` (int64, examples where active); ``parent``
 (int64: on the larger side, the assigned feature of the smaller side, -1 = none; on the smaller
 side all -1), ``parent_score`` (its correlation, NaN = none) and ``parent_decoder_cosine`` (the
-pair's decoder cosine, NaN = none); ``n_assigned`` (int64: on the
+pair's decoder cosine, NaN = none); ``nesting`` (larger side: the chance-corrected share of the
+feature's activation inside its best-correlated smaller-side feature, 95 % lower bound; NaN on
+the smaller side); ``n_assigned`` (int64: on the
 smaller side, how many larger-side features were assigned to it; 0 on the larger side);
 ``hungarian`` / ``hungarian_score`` (the one-to-one partner, -1 / NaN when skipped or unpaired);
 ``class_label`` (fixed-width unicode, see :data:`SMALL_CLASSES` and :data:`LARGE_CLASSES`).
@@ -67,6 +69,7 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "parent",
     "parent_score",
     "parent_decoder_cosine",
+    "nesting",
     "n_children",
     "count",
     *(
@@ -79,7 +82,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 """Columns of ``features.csv``, one row per feature of both models (side A first): ``class``
 (see SMALL_CLASSES / LARGE_CLASSES), ``parent`` (larger side: the smaller-side feature it was
 assigned to, empty when none), ``parent_score`` (that pair's activation correlation, the
-evidence the assignment rests on) and ``parent_decoder_cosine`` (the evidence of ``equivalent``),
+evidence the assignment rests on), ``parent_decoder_cosine`` (the evidence of ``equivalent``),
+``nesting`` (larger side: the share of its activation inside its best-correlated smaller-side
+feature beyond chance, 95 % lower bound; a parent below the correlation cut needs >= 0.5),
 ``n_children`` (smaller side: larger-side features assigned
 to it), ``count`` (examples where active), and per metric the best match in the other model
 (``best_<metric>``, empty when none) with its score (``best_<metric>_score``). Containments are
@@ -152,6 +157,7 @@ class AlignmentTables:
             parent=parent if parent >= 0 else None,
             parent_score=float(arrays["parent_score"][feature]) if parent >= 0 else None,
             parent_decoder_cosine=_finite(arrays["parent_decoder_cosine"][feature]) if parent >= 0 else None,
+            nesting=_finite(arrays["nesting"][feature]),
             children=children.tolist(),
             children_scores=other["parent_score"][children].tolist(),
             hungarian=partner if partner >= 0 else None,
@@ -223,6 +229,7 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 "parent": parent if parent >= 0 else None,
                 "parent_score": float(arrays["parent_score"][f]) if parent >= 0 else None,
                 "parent_decoder_cosine": _finite(arrays["parent_decoder_cosine"][f]) if parent >= 0 else None,
+                "nesting": _finite(arrays["nesting"][f]),
                 "n_children": int(n_children[f]),
                 "count": int(arrays["count"][f]),
             }

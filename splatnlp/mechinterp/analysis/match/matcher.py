@@ -178,7 +178,11 @@ class FeatureMatcher:
         n = self.n_examples
         rows, values = self.source_ctx.codes.feature(feature)
         count_s = int(len(rows))
-        dot, coactive = M.pair_sums(rows, values, self.target_ctx.codes.csr)
+        if self._source_is_larger:
+            dot, coactive = M.pair_sums(rows, values, self.target_ctx.codes.csr)
+            mass = None
+        else:  # the children's activation mass inside the source: the nesting evidence
+            dot, coactive, mass = M.pair_sums(rows, values, self.target_ctx.codes.csr, mass=True)
         corr = M.pearson(dot, n, src.mean[feature], src.std[feature], tgt.mean, tgt.std)
         p_ts = M.containment(coactive, count_s)
         p_st = M.containment(coactive, tgt.count)
@@ -234,7 +238,7 @@ class FeatureMatcher:
         relation = V.pair_relations(
             corr,
             dec,
-            self._parent_pairs(feature, corr, related),
+            self._parent_pairs(feature, corr, related, mass),
             source_is_larger=self._source_is_larger,
             related_correlation=opt.related_correlation,
             equivalent_decoder_cosine=opt.equivalent_decoder_cosine,
@@ -258,6 +262,7 @@ class FeatureMatcher:
             rows=rows,
             values=values,
             coactive=coactive,
+            mass=mass,
         )
 
     @cached_property
@@ -265,22 +270,59 @@ class FeatureMatcher:
         s, t = self.source_ctx, self.target_ctx
         return V.larger_is_first((s.n_features, s.model_type, s.name), (t.n_features, t.model_type, t.name))
 
-    def _parent_pairs(self, feature: int, corr: np.ndarray, related: np.ndarray) -> np.ndarray:
+    def _parent_pairs(
+        self, feature: int, corr: np.ndarray, related: np.ndarray, mass: np.ndarray | None
+    ) -> np.ndarray:
         """bool (n_targets,): which targets form a parent pair with ``feature``.
 
-        From the larger side the parent is the best-correlated target. From the smaller side a
-        target is a child when ``feature`` is *its* best-correlated feature, which needs each
-        related target's correlations with the whole source model (one reverse pass each).
+        From the larger side the parent is the best-correlated target, when related or nested
+        (:func:`verdicts.assign_parents`). From the smaller side a target is a child when
+        ``feature`` is *its* parent, which needs the target's correlations with the whole source
+        model (one reverse pass per candidate: every related target, and every target nested in
+        the source).
         """
         out = np.zeros(len(corr), dtype=bool)
         if self._source_is_larger:
-            parent, _ = V.assign_parents(corr[None, :], self.options.related_correlation)
-            if parent[0] >= 0:
-                out[parent[0]] = True
+            parent = self._assign(feature, corr)
+            if parent >= 0:
+                out[parent] = True
             return out
-        for target in np.flatnonzero(related):
+        for target in np.flatnonzero(related | self._nested_candidates(feature, mass)):
             out[target] = self._parent_of(int(target))[0] == feature
         return out
+
+    def _assign(self, large_feature: int, corr: np.ndarray) -> int:
+        """The parent of a larger-side feature from its correlations with the smaller side
+        (shape (K_small,)), by :func:`verdicts.assign_parents` with the nesting evidence."""
+        best, _ = V.best_candidates(corr[None, :])
+        nesting = np.array([self._nesting(large_feature, int(best[0]))])
+        parent, _ = V.assign_parents(
+            corr[None, :], self.options.related_correlation, nesting=nesting,
+            nested_containment=self.options.nested_containment,
+        )
+        return int(parent[0])
+
+    def _nesting(self, large_feature: int, small_feature: int) -> float:
+        """:func:`verdicts.nesting_lower_bound` of a larger-side feature in a smaller-side one
+        (NaN when none is defined: no candidate, or a feature active on < min_active examples)."""
+        (large_ctx, large), (small_ctx, small) = self._large, self._small
+        if small_feature < 0 or large.count[large_feature] < self.options.min_active:
+            return float("nan")
+        rows, values = large_ctx.codes.feature(large_feature)
+        inside, total, total_sq = M.inside_mass_of(rows, values, small_ctx.codes.feature(small_feature)[0])
+        return float(V.nesting_lower_bound(inside, total, total_sq, small.count[small_feature], self.n_examples))
+
+    def _nested_candidates(self, small_feature: int, mass: np.ndarray) -> np.ndarray:
+        """bool (K_large,): larger-side features nested in ``small_feature`` whatever their
+        correlation, from ``mass`` (K_large,), each one's summed code over the small feature's
+        active examples (``pair_sums(..., mass=True)``). A hair of slack below the cut keeps
+        every feature the exact per-pair test of :meth:`_parent_of` would accept."""
+        (_, large), (_, small) = self._large, self._small
+        nesting = V.nesting_lower_bound(
+            mass, large.total, large.total_sq, np.full(len(mass), small.count[small_feature]), self.n_examples
+        )
+        with np.errstate(invalid="ignore"):
+            return (nesting >= self.options.nested_containment - 1e-9) & (large.count >= self.options.min_active)
 
     # -- the two dictionaries by size, for verdicts ---------------------------------------------
     @property
@@ -292,18 +334,19 @@ class FeatureMatcher:
         return (self.target_ctx, self._target) if self._source_is_larger else (self.source_ctx, self._source)
 
     def _correlation_row(self, frm: tuple[MechInterpContext, FeatureArrays], feature: int,
-                         to: tuple[MechInterpContext, FeatureArrays]) -> np.ndarray:
-        """float64 (n_features of ``to``,): Pearson of one feature with every feature of the
-        other dictionary, NaN where undefined (the same masks as :meth:`_score_all`)."""
+                         to: tuple[MechInterpContext, FeatureArrays]) -> tuple[np.ndarray, np.ndarray]:
+        """Pearson of one feature with every feature of the other dictionary, NaN where
+        undefined (the same masks as :meth:`_score_all`), and the other features' summed codes
+        over this one's active examples: float64 arrays of shape (n_features of ``to``,)."""
         (ctx, arrays), (other_ctx, other) = frm, to
         opt = self.options
         rows, values = ctx.codes.feature(feature)
+        dot, _, mass = M.pair_sums(rows, values, other_ctx.codes.csr, mass=True)
         if len(rows) < opt.min_active or arrays.std[feature] == 0:
-            return np.full(other_ctx.n_features, np.nan)
-        dot, _ = M.pair_sums(rows, values, other_ctx.codes.csr)
+            return np.full(other_ctx.n_features, np.nan), mass
         corr = M.pearson(dot, self.n_examples, arrays.mean[feature], arrays.std[feature], other.mean, other.std)
         corr[(other.count < opt.min_active) | (other.std == 0)] = np.nan
-        return corr
+        return corr, mass
 
     @cached_property
     def _parents(self) -> dict[int, tuple[int, float]]:
@@ -315,27 +358,31 @@ class FeatureMatcher:
         """(parent, its correlation) of a larger-side feature by :func:`verdicts.assign_parents`
         ((-1, NaN): novel or undefined)."""
         if large_feature not in self._parents:
-            corr = self._correlation_row(self._large, large_feature, self._small)
-            parent, score = V.assign_parents(corr[None, :], self.options.related_correlation)
-            self._parents[large_feature] = (int(parent[0]), float(score[0]))
+            corr, _ = self._correlation_row(self._large, large_feature, self._small)
+            parent = self._assign(large_feature, corr)
+            self._parents[large_feature] = (parent, float(corr[parent]) if parent >= 0 else float("nan"))
         return self._parents[large_feature]
 
     @cached_property
     def _children(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         return {}
 
-    def _children_of(self, small_feature: int, corr: np.ndarray | None = None, dec: np.ndarray | None = None):
+    def _children_of(
+        self, small_feature: int, corr: np.ndarray | None = None, dec: np.ndarray | None = None,
+        mass: np.ndarray | None = None,
+    ):
         """The larger-side features whose parent is ``small_feature``, best-correlated first:
-        ``(ids, correlations, decoder cosines, equivalent)`` arrays. ``corr`` / ``dec``: the
-        feature's rows against the larger side when already computed."""
+        ``(ids, correlations, decoder cosines, equivalent)`` arrays. ``corr`` / ``dec`` /
+        ``mass``: the feature's rows against the larger side when already computed."""
         if small_feature not in self._children:
-            if corr is None:
-                corr = self._correlation_row(self._small, small_feature, self._large)
+            if corr is None or mass is None:
+                corr, mass = self._correlation_row(self._small, small_feature, self._large)
             if dec is None:
                 dec = M.cosine_rows(self._small[1].decoder[small_feature], self._large[1].decoder)
             with np.errstate(invalid="ignore"):
-                related = np.flatnonzero(corr >= self.options.related_correlation)
-            ids = np.array([u for u in related if self._parent_of(int(u))[0] == small_feature], dtype=np.int64)
+                related = corr >= self.options.related_correlation
+            candidates = np.flatnonzero(related | self._nested_candidates(small_feature, mass))
+            ids = np.array([u for u in candidates if self._parent_of(int(u))[0] == small_feature], dtype=np.int64)
             ids = ids[np.lexsort((ids, -corr[ids]))] if len(ids) else ids
             opt = self.options
             eq = V.is_equivalent(corr[ids], dec[ids], opt.equivalent_decoder_cosine, opt.equivalent_correlation)
@@ -458,7 +505,7 @@ class FeatureMatcher:
         best = int(np.nanargmax(corr)) if np.isfinite(corr).any() else None
         best_text = "no correlation is defined" if best is None else f"its best correlation is {corr[best]:.3f} ({other} {best})"
         if not self._source_is_larger:
-            ids, child_corr, _, eq = self._children_of(feature, corr, dec)
+            ids, child_corr, _, eq = self._children_of(feature, corr, dec, scores.mass)
             label = str(V.small_side_classes([len(ids)], [int(eq.sum())], [count])[0])
             if label == "dead":
                 rule = f"{me} is never active: no correlation is defined"
@@ -484,16 +531,22 @@ class FeatureMatcher:
             )
 
         info = self._information(feature, scores)
-        parent, score = V.assign_parents(corr[None, :], opt.related_correlation)
-        p = int(parent[0])
+        p = self._assign(feature, corr)
+        # Nesting of the feature in its best-correlated candidate (the parent rule's second test).
+        nest = None if best is None else _opt(self._nesting(feature, best))
+        nest_text = "" if nest is None else f", nesting bound {nest:.3f}"
         if p < 0:
             label = "dead" if count == 0 else "novel"
             rule = (
                 f"{me} is never active: no correlation is defined"
                 if label == "dead"
-                else f"{best_text}, below related_correlation {opt.related_correlation}: no parent"
+                else f"{best_text}{nest_text}: below related_correlation {opt.related_correlation} and "
+                f"not nested (nested_containment {opt.nested_containment}): no parent"
             )
-            return Verdict(label=label, side="larger", rule=rule, significance=V.SIGNIFICANCE_BASIS, information_test=info)
+            return Verdict(
+                label=label, side="larger", rule=rule, significance=V.SIGNIFICANCE_BASIS,
+                information_test=info, best_nesting=nest,
+            )
         siblings, *_ = self._children_of(p)
         by_dec = bool(dec[p] >= opt.equivalent_decoder_cosine)
         by_corr = bool(corr[p] >= opt.equivalent_correlation)
@@ -510,17 +563,23 @@ class FeatureMatcher:
             "split_child": f"{other} {p} has {len(siblings)} {self.source_ctx.model_type} features assigned",
             "partial": f"{other} {p} has only this one assigned, and the pair is not equivalent",
         }[label]
+        how = (
+            f"r = {corr[p]:.3f} >= {opt.related_correlation}"
+            if corr[p] >= opt.related_correlation
+            else f"r = {corr[p]:.3f} < {opt.related_correlation}, but nested: bound {nest:.3f} >= {opt.nested_containment}"
+        )
         return Verdict(
             label=label,
             side="larger",
             parent=p,
-            parent_score=float(score[0]),
+            parent_score=float(corr[p]),
             parent_decoder_cosine=_opt(dec[p]),
             parent_containment=_opt(contained),
             parent_containment_lower=lower,
+            best_nesting=nest,
             parent_n_children=len(siblings),
             equivalent_by=("decoder_cosine" if by_dec else "correlation") if label == "equivalent" else None,
-            rule=f"parent {other} {p}, the best-correlated (r = {corr[p]:.3f} >= {opt.related_correlation}); {why}",
+            rule=f"parent {other} {p}, the best-correlated ({how}); {why}",
             significance=V.SIGNIFICANCE_BASIS,
             information_test=info,
         )
@@ -541,7 +600,9 @@ class FeatureMatcher:
     def _information(self, feature: int, scores: _Scores) -> InformationTest:
         """The stitching test of one larger-side feature, or why it did not run."""
         if not self.options.information_test:
-            return InformationTest(ran=False, reason="turned off (MatchOptions.information_test=False)")
+            return InformationTest(
+                ran=False, reason="not requested: pass MatchOptions(information_test=True) or --information-test"
+            )
         if scores.count_s == 0:
             return InformationTest(ran=False, reason="the feature is never active")
         residual = self._small_residual

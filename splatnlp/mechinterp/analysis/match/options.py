@@ -11,6 +11,7 @@ from splatnlp.mechinterp.analysis.metrics.tokens import TopTokenMethod
 from splatnlp.mechinterp.analysis.metrics.verdicts import (
     EQUIVALENT_CORRELATION,
     EQUIVALENT_DECODER_COSINE,
+    NESTED_CONTAINMENT,
     RELATED_CORRELATION,
 )
 
@@ -48,6 +49,9 @@ class MatchOptions(BaseModel):
     """A pair with correlation below this is 'unrelated' and cannot be significant; a feature of
     the larger model with no candidate at or above it has no parent (novel). See
     :mod:`splatnlp.mechinterp.analysis.metrics.verdicts` for how it was chosen."""
+    nested_containment: float = NESTED_CONTAINMENT
+    """... unless it is nested in its best-correlated candidate: the 95 % lower bound of the
+    chance-corrected containment reaches this (then that candidate is its parent)."""
     equivalent_decoder_cosine: float = EQUIVALENT_DECODER_COSINE
     """A parent pair is 'equivalent' when its decoder cosine reaches this, ..."""
     equivalent_correlation: float = EQUIVALENT_CORRELATION
@@ -58,9 +62,10 @@ class MatchOptions(BaseModel):
     """0: analytic permutation null; >0: that many shuffles of the source's examples."""
     seed: int = 0
     max_decomposition_members: int = Field(64, ge=1)
-    information_test: bool = True
+    information_test: bool = False
     """Run the stitching test (``report.verdict.information_test``) for larger-side sources when
-    the smaller context keeps its activations; it loads both SAEs on first use."""
+    the smaller context keeps its activations. Off by default: the first query loads both SAEs
+    and reconstructs every example with the smaller one (the verdict does not use it)."""
 
     @field_validator("weights")
     @classmethod

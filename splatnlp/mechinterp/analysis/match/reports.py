@@ -188,6 +188,10 @@ class Verdict(BaseModel):
     """P(parent active | source active): nesting evidence that firing rates do not cap."""
     parent_containment_lower: float | None = None
     """Its 95 % Wilson lower bound."""
+    best_nesting: float | None = None
+    """Larger side: the chance-corrected containment bound of the source in its best-correlated
+    candidate, ``(lower - q) / (1 - q)`` with q the candidate's firing rate: the parent rule's
+    nesting test (a parent below the correlation cut needs >= ``nested_containment``)."""
     parent_n_children: int | None = None
     """How many larger-side features have this parent (>= 2: the parent is split)."""
     children: list[int] = Field(default_factory=list)
@@ -244,10 +248,11 @@ class MatchReport(BaseModel):
             f"{', '.join(t.token for t in s.top_tokens[:5]) or 'none'})"
         )
         lines = [head]
-        if self.verdict is not None:
+        if self.verdict is not None and not self.is_unique:
             lines.append(f"  verdict: {self.verdict.label} ({self.verdict.rule})")
-        if self.is_unique:
-            lines.append(f"  no counterpart in {self.target_model}: {self.unique_reason}")
+        elif self.is_unique:
+            label = f"verdict: {self.verdict.label}; " if self.verdict is not None else ""
+            lines.append(f"  {label}no counterpart in {self.target_model}: {self.unique_reason}")
         for m in self.matches[:5]:
             r = "n/a" if m.activation_correlation is None else f"{m.activation_correlation:.3f}"
             c = "n/a" if m.combined_score is None else f"{m.combined_score:.3f}"

@@ -51,6 +51,18 @@ class FeatureArrays:
         return np.where(std <= 1e-5 * np.abs(self.mean), 0.0, std)
 
     @cached_property
+    def total(self) -> np.ndarray:
+        """float64 (F,): each feature's summed code over all examples."""
+        return self.mean * self.ctx.n_examples
+
+    @cached_property
+    def total_sq(self) -> np.ndarray:
+        """float64 (F,): each feature's summed squared code over all examples (from the stored
+        mean and std, before :attr:`std` zeroes near-constant ones)."""
+        raw = np.asarray(self.ctx.stats.std, dtype=np.float64)
+        return (raw * raw + self.mean * self.mean) * self.ctx.n_examples
+
+    @cached_property
     def token_names(self) -> list[str]:
         return self.ctx.token_names
 

@@ -63,9 +63,11 @@ class Moments:
 
 
 def pair_sums(
-    source_rows: np.ndarray, source_values: np.ndarray, target_csr: sp.csr_matrix
-) -> tuple[np.ndarray, np.ndarray]:
-    """``dot`` (F_t,) float64 and ``coactive`` (F_t,) int64 of one source against every target.
+    source_rows: np.ndarray, source_values: np.ndarray, target_csr: sp.csr_matrix, *, mass: bool = False
+) -> tuple[np.ndarray, ...]:
+    """``dot`` (F_t,) float64 and ``coactive`` (F_t,) int64 of one source against every target;
+    with ``mass``, also ``mass`` (F_t,) float64: each target's summed code over the source's
+    active examples (how much of the target lies inside the source, from the same gather).
 
     Parameters
     ----------
@@ -75,11 +77,13 @@ def pair_sums(
     """
     n_targets = target_csr.shape[1]
     if len(source_rows) == 0:
-        return np.zeros(n_targets), np.zeros(n_targets, dtype=np.int64)
+        empty = (np.zeros(n_targets), np.zeros(n_targets, dtype=np.int64))
+        return (*empty, np.zeros(n_targets)) if mass else empty
     sub = target_csr[source_rows]  # scipy's C row gather: reads only these rows
     # sub.T @ values runs scipy's C loop over the gathered entries once; a weighted bincount
     # does the same sum but is ~3x slower (it materializes the repeated weights).
     dot = np.asarray(sub.T @ np.asarray(source_values, dtype=np.float64), dtype=np.float64)
+    inside = np.asarray(sub.T @ np.ones(len(source_rows)), dtype=np.float64) if mass else None
     # Codes were stored without explicit zeros, so every stored entry is an active one: counting
     # entries per target is the same matvec over ones. `sub` is our own copy, so its data can be
     # overwritten; float32 counts are exact below 2**24 examples (np.bincount was 2x slower).
@@ -88,7 +92,7 @@ def pair_sums(
     else:
         sub.data[:] = 1.0
         coactive = np.rint(sub.T @ np.ones(len(source_rows), dtype=sub.data.dtype)).astype(np.int64)
-    return dot, coactive
+    return (dot, coactive, inside) if mass else (dot, coactive)
 
 
 def pearson(
@@ -155,3 +159,63 @@ def cosine_rows(unit_vector: np.ndarray, unit_matrix: np.ndarray) -> np.ndarray:
     """Cosine of a unit vector (d,) with every row of a unit-row matrix (F, d) from
     :func:`unit_rows`; NaN where either was a zero vector."""
     return np.clip((unit_matrix @ unit_vector).astype(np.float64), -1.0, 1.0)
+
+
+# -- activation mass inside another feature (the nesting evidence of the parent rule) ------------
+@dataclass(frozen=True, eq=False)
+class InsideMass:
+    """Per larger-side feature ``u`` and one candidate ``b`` each, shape (K,) float64:
+    ``inside = sum_n u_n [b_n > 0]``, ``total = sum_n u_n``, ``total_sq = sum_n u_n^2``."""
+
+    inside: np.ndarray
+    total: np.ndarray
+    total_sq: np.ndarray
+
+
+def inside_mass_of(rows: np.ndarray, values: np.ndarray, candidate_rows: np.ndarray) -> tuple[float, float, float]:
+    """One feature's (inside, total, total_sq) for one candidate, from the feature's active rows
+    and values and the candidate's active rows (any order)."""
+    v = np.asarray(values, dtype=np.float64)
+    inside = np.isin(rows, candidate_rows, assume_unique=True)
+    return float(v[inside].sum()), float(v.sum()), float((v * v).sum())
+
+
+def inside_mass(
+    large_csr: sp.csr_matrix, small_csr: sp.csr_matrix, candidate: np.ndarray, *, chunk_size: int = 4096
+) -> InsideMass:
+    """For every column ``u`` of ``large_csr``, the activation mass that falls where column
+    ``candidate[u]`` of ``small_csr`` is active (-1: none, then ``inside`` is NaN).
+
+    One pass over the rows: per chunk, the small side's support as a dense boolean block and a
+    gather at each large nonzero's (row, candidate) — O(nnz_large), no (K_large, K_small) matrix.
+
+    Parameters
+    ----------
+    large_csr : sparse matrix of shape (n_examples, K_large), CSR
+    small_csr : sparse matrix of shape (n_examples, K_small), CSR
+    candidate : int array of shape (K_large,)
+    """
+    n, k = large_csr.shape
+    if small_csr.shape[0] != n or len(candidate) != k:
+        raise ValueError(
+            f"large codes {large_csr.shape}, small codes {small_csr.shape} and candidate "
+            f"{len(candidate)} do not line up"
+        )
+    cand = np.asarray(candidate, dtype=np.int64)
+    safe = np.maximum(cand, 0)
+    inside = np.zeros(k)
+    total = np.zeros(k)
+    total_sq = np.zeros(k)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        block = large_csr[start:stop]
+        cols = np.asarray(block.indices, dtype=np.int64)
+        vals = np.asarray(block.data, dtype=np.float64)
+        local = np.repeat(np.arange(stop - start), np.diff(block.indptr))
+        support = small_csr[start:stop].toarray() > 0
+        hit = support[local, safe[cols]]
+        inside += np.bincount(cols, weights=vals * hit, minlength=k)
+        total += np.bincount(cols, weights=vals, minlength=k)
+        total_sq += np.bincount(cols, weights=vals * vals, minlength=k)
+    inside[cand < 0] = np.nan
+    return InsideMass(inside=inside, total=total, total_sq=total_sq)

@@ -894,7 +894,7 @@ def test_information_test_is_the_brute_force_stitching_gain(stitched) -> None:
     import torch
 
     small, large, x = stitched
-    matcher = FeatureMatcher(large, small)
+    matcher = FeatureMatcher(large, small, options=MatchOptions(information_test=True))
     codes_small = torch.from_numpy(small.codes.csr.toarray())
     codes_large = large.codes.csr.toarray()
     recon = small.sae.decode(codes_small, x=torch.from_numpy(x)).numpy().astype(np.float64)
@@ -921,13 +921,16 @@ def test_information_test_is_the_brute_force_stitching_gain(stitched) -> None:
 
 def test_information_test_says_why_it_did_not_run(stitched, tmp_path: Path) -> None:
     small, large, _ = stitched
-    off = FeatureMatcher(large, small, options=MatchOptions(information_test=False)).find_matches(0)
-    assert off.verdict.information_test.reason == "turned off (MatchOptions.information_test=False)"
+    off = FeatureMatcher(large, small).find_matches(0)  # the default
+    assert off.verdict.information_test.reason == (
+        "not requested: pass MatchOptions(information_test=True) or --information-test"
+    )
+    on = MatchOptions(information_test=True)
     # The smaller side gets no information test: it asks what a larger-side latent adds.
-    assert FeatureMatcher(small, large).find_matches(0).verdict.information_test is None
+    assert FeatureMatcher(small, large, options=on).find_matches(0).verdict.information_test is None
     # A smaller context without activations: the reason names it and how to get them.
     bare = build_context(tmp_path / "full", sae=small.sae, examples=small.examples,
                          codes=small.codes.csr, model_type="full", n_top_examples=20, progress=False)
-    info = FeatureMatcher(large, bare).find_matches(3, decompose=False).verdict.information_test
+    info = FeatureMatcher(large, bare, options=on).find_matches(3, decompose=False).verdict.information_test
     assert not info.ran and info.gain is None
     assert "'full'" in info.reason and "precomputed codes" in info.reason and "Rebuild" in info.reason

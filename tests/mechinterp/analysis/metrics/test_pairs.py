@@ -189,3 +189,28 @@ def test_unit_rows_and_cosine_rows_match_float64() -> None:
         assert np.all(np.abs(cos[np.isfinite(cos)]) <= 1.0)
     assert np.isnan(M.cosine_rows(ua[2], ub)).all()  # a zero source vector: every cosine is NaN
     assert M.cosine_rows(ua[0], ub)[5] == pytest.approx(1.0, abs=tol)
+
+
+def test_inside_mass_and_pair_sums_mass_match_a_dense_loop() -> None:
+    rng = np.random.default_rng(7)
+    large = sp.random(300, 12, density=0.2, random_state=3, format="csr", dtype=np.float32)
+    small = sp.random(300, 5, density=0.3, random_state=4, format="csr", dtype=np.float32)
+    candidate = rng.integers(-1, 5, size=12)
+    got = M.inside_mass(large, small, candidate, chunk_size=37)
+    L, S = large.toarray().astype(np.float64), small.toarray() > 0
+    for u in range(12):
+        assert got.total[u] == pytest.approx(L[:, u].sum()) and got.total_sq[u] == pytest.approx((L[:, u] ** 2).sum())
+        if candidate[u] < 0:
+            assert np.isnan(got.inside[u])
+        else:
+            assert got.inside[u] == pytest.approx(L[S[:, candidate[u]], u].sum())
+            rows = np.flatnonzero(L[:, u] > 0)
+            one = M.inside_mass_of(rows, L[rows, u], np.flatnonzero(S[:, candidate[u]]))
+            assert one == pytest.approx((got.inside[u], got.total[u], got.total_sq[u]))
+    # From the small side: every large feature's mass over one small feature's examples.
+    rows = np.flatnonzero(S[:, 2])
+    dot, coactive, mass = M.pair_sums(rows, small.toarray()[rows, 2], large, mass=True)
+    np.testing.assert_allclose(mass, L[rows].sum(0), rtol=1e-6)
+    np.testing.assert_array_equal(coactive, (L[rows] > 0).sum(0))
+    with pytest.raises(ValueError, match="do not line up"):
+        M.inside_mass(large, small[:10], candidate)

@@ -11,12 +11,35 @@ from splatnlp.mechinterp.analysis import AlignOptions, FeatureMatcher, align_con
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
 
 
-def test_assign_parents_is_the_best_correlation_above_the_cut() -> None:
-    corr = np.array([[0.1, 0.5, 0.4], [0.2, np.nan, 0.29], [np.nan, np.nan, np.nan], [0.6, 0.6, 0.1]])
+def test_assign_parents_is_the_best_correlation_above_the_cut_or_nested() -> None:
+    corr = np.array([[0.1, 0.5, 0.4], [0.2, np.nan, 0.29], [np.nan, np.nan, np.nan], [0.6, 0.6, 0.1], [0.1, -0.05, 0.0]])
     parent, score = V.assign_parents(corr, 0.3)
-    assert parent.tolist() == [1, -1, -1, 0]  # ties go to the lower index
-    np.testing.assert_array_equal(score, [0.5, np.nan, np.nan, 0.6])
+    assert parent.tolist() == [1, -1, -1, 0, -1]  # ties go to the lower index
+    np.testing.assert_array_equal(score, [0.5, np.nan, np.nan, 0.6, np.nan])
     assert V.assign_parents(np.zeros((2, 0)))[0].tolist() == [-1, -1]
+    # Nested in its best candidate: a parent below the correlation cut (rows 1 and 4), but never
+    # for an undefined correlation (row 2), and nesting in a lower-ranked candidate does not count.
+    nesting = np.array([0.9, 0.6, 0.9, 0.1, 0.5])
+    parent, score = V.assign_parents(corr, 0.3, nesting=nesting, nested_containment=0.5)
+    assert parent.tolist() == [1, 2, -1, 0, 0]
+    np.testing.assert_array_equal(score, [0.5, 0.29, np.nan, 0.6, 0.1])
+    assert V.assign_parents(corr, 0.3, nesting=nesting, nested_containment=0.95)[0].tolist() == [1, -1, -1, 0, -1]
+
+
+def test_nesting_bound_is_the_chance_corrected_wilson_bound_of_the_mass_share() -> None:
+    # A child with 40 unit activations, all inside a parent that fires on 10 % of 1,000 examples.
+    lower = V.containment_lower_bound(40, 40)
+    assert V.nesting_lower_bound(40, 40, 40, 100, 1000) == pytest.approx((lower - 0.1) / 0.9)
+    # Inside at the parent's own rate is chance: the bound is below zero.
+    assert V.nesting_lower_bound(4, 40, 40, 100, 1000) < 0
+    # Strong activations inside, weak ones scattered outside: the mass share (50 / 53) at the
+    # effective sample size 53^2 / 250.3 (Kish), not the count share (10 / 40).
+    share, n_eff = 50 / 53, 53**2 / 250.3
+    want = (V.containment_lower_bound(share * n_eff, n_eff) - 0.1) / 0.9
+    assert V.nesting_lower_bound(10 * 5.0, 10 * 5.0 + 30 * 0.1, 10 * 25.0 + 30 * 0.01, 100, 1000) == pytest.approx(want)
+    assert want > 0.5 > (V.containment_lower_bound(10, 40) - 0.1) / 0.9
+    assert np.isnan(V.nesting_lower_bound(0, 0, 0, 100, 1000))  # never fires
+    assert np.isnan(V.nesting_lower_bound(5, 5, 5, 1000, 1000))  # a parent that always fires
 
 
 def test_pair_relations_cover_every_label() -> None:
@@ -29,7 +52,7 @@ def test_pair_relations_cover_every_label() -> None:
         "source_split_by_target",  # parent pair: the target is the source's child
         "equivalent",  # parent pair, nearly identical activations
         "partial",  # related, not a parent pair, whatever the decoders
-        "unrelated",  # below the cut: never a parent pair
+        "equivalent",  # a parent pair below the cut (nested) whose decoders agree
         "unrelated",  # undefined correlation
     ]
     large = V.pair_relations(corr, dec, parent, source_is_larger=True)
