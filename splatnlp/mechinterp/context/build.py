@@ -21,7 +21,7 @@ from splatnlp.mechinterp.context.codes import CodeStore, write_codes
 from splatnlp.mechinterp.context.encode import encode_activations, load_activations
 from splatnlp.mechinterp.context.examples import ExampleSet
 from splatnlp.mechinterp.context.folders import publish_dir, staging_dir
-from splatnlp.mechinterp.context.load import MechInterpContext
+from splatnlp.mechinterp.context.load import DECODER_FILE, MechInterpContext
 from splatnlp.mechinterp.context.manifest import (
     KNOWN_MODEL_TYPES,
     MANIFEST,
@@ -198,6 +198,9 @@ def build_context(
     try:
         (tmp / "sae").mkdir()
         sae_path = save_sae(sae, tmp / "sae")
+        # The decoder rows beside the SAE, as .npy: the matcher's decoder cosines read them
+        # memory-mapped, so a query needs neither torch nor the checkpoint.
+        np.save(tmp / DECODER_FILE, sae.W_dec.detach().cpu().numpy().astype(np.float32), allow_pickle=False)
         examples.vocab.to_json(tmp / "vocab.json")
         examples.weapon_vocab.to_json(tmp / "weapon_vocab.json")
         examples.save(tmp / "examples")

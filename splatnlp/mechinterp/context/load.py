@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,11 +18,17 @@ from splatnlp.mechinterp.context import config as cfg
 from splatnlp.mechinterp.context.codes import CodeStore
 from splatnlp.mechinterp.context.examples import ExampleSet, load_npy
 from splatnlp.mechinterp.context.manifest import MANIFEST, ContextSummary, read_manifest
-from splatnlp.mechinterp.context.sae import SAE, load_sae
 from splatnlp.mechinterp.context.stats import FeatureStats
 from splatnlp.mechinterp.context.vocab import Vocab
 
+if TYPE_CHECKING:  # the SAE (and torch behind it) loads on first use of ``ctx.sae`` only
+    from splatnlp.mechinterp.context.sae import SAE
+
 __all__ = ["DEMO_HINT", "MechInterpContext", "list_contexts", "load_context", "resolve_context"]
+
+DECODER_FILE = "decoder.npy"
+"""The SAE's decoder rows as stored, float32 (n_features, d_model), written by ``build_context``
+(contexts built before it have none and read the SAE instead)."""
 
 DEMO_HINT = "build the demo contexts with `splatnlp-mechinterp demo` (or `make demo`)"
 
@@ -148,7 +154,25 @@ class MechInterpContext:
 
     @cached_property
     def sae(self) -> SAE:
+        from splatnlp.mechinterp.context.sae import load_sae
+
         return load_sae(self.path / self.manifest.sae.path, format=self.manifest.sae.format)
+
+    @cached_property
+    def decoder_weights(self) -> np.ndarray:
+        """The SAE's decoder rows as stored (not normalized), float32 of shape (n_features,
+        d_model): memory-mapped from ``decoder.npy`` when the context has it (no torch needed),
+        else read from the SAE."""
+        path = self.path / DECODER_FILE
+        if not path.is_file():
+            return self.sae.W_dec.detach().cpu().numpy()
+        array = load_npy(path, mmap=True)
+        if array.shape != (self.n_features, self.d_model) or array.dtype != np.float32:
+            raise ValueError(
+                f"context {str(self.path)!r}: {DECODER_FILE} holds {array.dtype} {array.shape}; "
+                f"expected float32 ({self.n_features}, {self.d_model})"
+            )
+        return array
 
     @cached_property
     def token_names(self) -> list[str]:

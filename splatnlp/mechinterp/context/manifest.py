@@ -19,7 +19,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from splatnlp.mechinterp.context.sae import SAEFormat
+from splatnlp.mechinterp.context.formats import SAEFormat
 
 __all__ = [
     "KNOWN_MODEL_TYPES",

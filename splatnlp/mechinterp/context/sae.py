@@ -32,18 +32,19 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-SAEFormat = Literal["splatnlp", "saelens", "sparsify"]
-Activation = Literal["relu", "jumprelu", "topk"]
-Normalization = Literal["none", "constant_scalar_rescale", "constant_norm_rescale", "layer_norm"]
-
-SAE_FORMATS: tuple[str, ...] = get_args(SAEFormat)
-ACTIVATIONS: tuple[str, ...] = get_args(Activation)
-NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+from splatnlp.mechinterp.context.formats import (  # noqa: E402  (re-exported: public names)
+    ACTIVATIONS,
+    NORMALIZATIONS,
+    SAE_FORMATS,
+    Activation,
+    Normalization,
+    SAEFormat,
+)
 
 # SAELens's layer_norm divides the centred row by (std + 1e-5) (SAE._setup_activation_normalization).
 LAYER_NORM_EPS = 1e-5

@@ -113,3 +113,22 @@ def test_importing_the_cli_and_building_its_parser_imports_no_torch() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_match_context_list_and_show_import_no_torch(demo_contexts: Path) -> None:
+    """Queries read codes, statistics and the decoder rows (decoder.npy); only encoding, the
+    information test and devices need torch."""
+    code = (
+        "import sys, io, contextlib; from splatnlp.mechinterp.cli import main\n"
+        "for argv in (['match', '5127', '--json'], ['match', '361', '--source', 'full', '--json'],\n"
+        "             ['decompose', '361', '--json'], ['context', 'list', '--json'],\n"
+        "             ['context', 'show', 'ultra', '--json']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        assert main(argv) == 0, argv\n"
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

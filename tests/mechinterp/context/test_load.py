@@ -906,3 +906,26 @@ def test_failed_overwrite_keeps_the_old_context(
     ctx.verify()
     assert ctx.fingerprint == built[2].fingerprint
     np.testing.assert_array_equal(ctx.codes.csr.toarray(), before)
+
+
+def test_decoder_rows_are_kept_beside_the_sae(tmp_path: Path) -> None:
+    """build_context writes decoder.npy (the SAE's W_dec as stored); a context without it (built
+    by an older version) reads the SAE instead, and a wrong file is refused."""
+    from helpers import random_examples, random_sae
+
+    from splatnlp.mechinterp.context import MechInterpContext, build_context
+    from splatnlp.mechinterp.context.load import DECODER_FILE
+
+    rng = np.random.default_rng(0)
+    sae = random_sae(3, n_features=12)
+    ctx = build_context(tmp_path / "c", sae=sae, examples=random_examples(rng, 50),
+                        activations=torch.from_numpy(rng.standard_normal((50, 16)).astype(np.float32)),
+                        n_top_examples=5, progress=False)
+    np.testing.assert_array_equal(ctx.decoder_weights, sae.W_dec.numpy())
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "c", old)
+    (old / DECODER_FILE).unlink()
+    np.testing.assert_array_equal(MechInterpContext(old).decoder_weights, sae.W_dec.numpy())
+    np.save(old / DECODER_FILE, np.zeros((3, 16), np.float32))
+    with pytest.raises(ValueError, match=r"decoder.npy holds float32 \(3, 16\); expected float32 \(12, 16\)"):
+        MechInterpContext(old).decoder_weights

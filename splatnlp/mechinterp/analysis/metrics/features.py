@@ -89,7 +89,7 @@ class FeatureArrays:
     @cached_property
     def decoder(self) -> np.ndarray:
         """Unit decoder directions, shape (n_features, d_model), float32; NaN rows for zero ones."""
-        return unit_rows(self.ctx.sae.W_dec.numpy())
+        return unit_rows(np.asarray(self.ctx.decoder_weights))
 
     def tokens_of(self, feature: int) -> list[str]:
         return [self.token_names[t] for t in self.top_tokens[feature]]
