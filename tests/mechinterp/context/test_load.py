@@ -928,4 +928,4 @@ def test_decoder_rows_are_kept_beside_the_sae(tmp_path: Path) -> None:
     np.testing.assert_array_equal(MechInterpContext(old).decoder_weights, sae.W_dec.numpy())
     np.save(old / DECODER_FILE, np.zeros((3, 16), np.float32))
     with pytest.raises(ValueError, match=r"decoder.npy holds float32 \(3, 16\); expected float32 \(12, 16\)"):
-        MechInterpContext(old).decoder_weights
+        _ = MechInterpContext(old).decoder_weights
