@@ -136,11 +136,23 @@ def brute_scores(pair: Pair, f: int, options: MatchOptions) -> dict[str, np.ndar
     related = np.nan_to_num(corr, nan=-2) >= options.related_correlation
     # The verdict rules written out (analysis/metrics/verdicts.py): the source here is the smaller
     # model (7 vs 40 features), so target t is a child when the source is t's best-correlated
-    # source feature; a child is equivalent when their decoders point the same way.
+    # source feature and they are related (r >= 0.3) or t is nested in it; a child is equivalent
+    # when their decoders point the same way or their activations nearly agree.
     S = pair.source_codes
+    z = 1.96
+
+    def nesting(t: int) -> float:
+        """Wilson lower bound of t's activation-mass share inside the source, chance-corrected."""
+        a, inside = T[:, t], S[:, f] > 0
+        if (a > 0).sum() < options.min_active or a.sum() == 0:
+            return float("nan")
+        p, m, q = a[inside].sum() / a.sum(), a.sum() ** 2 / (a * a).sum(), inside.mean()
+        lower = (p + z * z / (2 * m) - z * math.sqrt(p * (1 - p) / m + z * z / (4 * m * m))) / (1 + z * z / m)
+        return (lower - q) / (1 - q)
+
     relation = []
     for t in range(n_t):
-        if not related[t]:
+        if not np.isfinite(corr[t]):
             relation.append("unrelated")
             continue
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
@@ -148,8 +160,9 @@ def brute_scores(pair: Pair, f: int, options: MatchOptions) -> dict[str, np.ndar
             back = np.array([np.corrcoef(T[:, t], S[:, j])[0, 1] for j in range(S.shape[1])])
         s_ok = ((S > 0).sum(0) >= options.min_active) & (S.std(0) > 0)
         back = np.where(s_ok, back, -np.inf)
-        if int(np.argmax(back)) != f:
-            relation.append("partial")
+        nested = corr[t] > 0 and nesting(t) >= options.nested_containment
+        if int(np.argmax(back)) != f or not (related[t] or nested):
+            relation.append("partial" if related[t] else "unrelated")
         elif dec[t] >= options.equivalent_decoder_cosine or corr[t] >= options.equivalent_correlation:
             relation.append("equivalent")
         else:

@@ -172,3 +172,46 @@ def test_matcher_verdicts_are_the_alignment_classes_on_the_tiny_demo(tiny_demo_d
     assert {"split_parent", "equivalent", "unique", "dead"} <= set(small_tab["class_label"][small_ids])
     assert {"split_child", "equivalent", "novel", "dead"} <= set(large_tab["class_label"][large_ids])
     _check_verdicts(full, ultra, tiny_alignment, small_ids, large_ids)
+
+
+def test_a_rare_nested_child_below_the_correlation_cut_is_a_child_everywhere(tmp_path) -> None:
+    """Large feature 0 fires on 2 % of examples, always inside small feature 0 (30 %): its
+    correlation is capped near sqrt(0.02 / 0.3 * 0.7 / 0.98) ~ 0.22 < 0.3, but it is nested.
+    Large feature 1 fires as rarely, independently: novel. Both views and the decomposition agree."""
+    import scipy.sparse as sp
+    from helpers import random_examples, random_sae
+
+    from splatnlp.mechinterp.context import build_context
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    small = np.zeros((n, 4), np.float32)
+    large = np.zeros((n, 6), np.float32)
+    parent_rows = rng.random(n) < 0.3
+    small[:, 0] = parent_rows * rng.uniform(0.5, 1.5, n)
+    child_rows = parent_rows & (rng.random(n) < 0.02 / 0.3)
+    large[:, 0] = child_rows * rng.uniform(0.5, 1.5, n)
+    large[:, 1] = (rng.random(n) < 0.02) * rng.uniform(0.5, 1.5, n)
+    for j in range(1, 4):  # unrelated background features on both sides
+        small[:, j] = (rng.random(n) < 0.2) * rng.uniform(0.5, 1.5, n)
+    for j in range(2, 6):
+        large[:, j] = (rng.random(n) < 0.2) * rng.uniform(0.5, 1.5, n)
+    examples = random_examples(rng, n)
+    full = build_context(tmp_path / "full", sae=random_sae(1, n_features=4), examples=examples,
+                         codes=sp.csr_matrix(small), model_type="full", n_top_examples=10, progress=False)
+    ultra = build_context(tmp_path / "ultra", sae=random_sae(2, n_features=6), examples=examples,
+                          codes=sp.csr_matrix(large), model_type="ultra", n_top_examples=10, progress=False)
+    tables = align_contexts(full, ultra, options=AlignOptions(n_null_features=4, n_null_directions=4))
+    _, u_tab = tables.side("ultra")
+    r = u_tab["best_activation_correlation_score"]
+    assert r[0] < 0.3 and u_tab["nesting"][0] >= V.NESTED_CONTAINMENT  # below the cut, nested
+    assert u_tab["parent"][0] == 0 and u_tab["class_label"][0] in ("partial", "split_child")
+    assert u_tab["parent"][1] == -1 and u_tab["class_label"][1] == "novel"
+    assert u_tab["nesting"][1] < V.NESTED_CONTAINMENT
+    _check_verdicts(full, ultra, tables, range(4), range(6))
+    report = FeatureMatcher(ultra, full).find_matches(0)
+    assert "but nested" in report.verdict.rule and report.matches[0].relation == "source_part_of_target"
+    assert 0 in {m.feature for m in FeatureMatcher(full, ultra).find_decomposition(0).members}
+    # Without the nesting test (a cut no bound reaches) it would be novel, as before.
+    strict = align_contexts(full, ultra, options=AlignOptions(n_null_features=4, n_null_directions=4, nested_containment=1.0))
+    assert strict.side("ultra")[1]["class_label"][0] == "novel"
