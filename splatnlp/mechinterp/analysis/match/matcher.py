@@ -287,7 +287,9 @@ class FeatureMatcher:
             if parent >= 0:
                 out[parent] = True
             return out
-        for target in np.flatnonzero(related | self._nested_candidates(feature, mass)):
+        candidates = np.flatnonzero(related | self._nested_candidates(feature, mass))
+        self._prefetch_parents(candidates)
+        for target in candidates:
             out[target] = self._parent_of(int(target))[0] == feature
         return out
 
@@ -364,6 +366,35 @@ class FeatureMatcher:
         return self._parents[large_feature]
 
     @cached_property
+    def _small_csr64(self):
+        """The smaller side's codes as float64 CSR, for batched reverse passes in the precision
+        of :func:`pair_sums` (one copy per matcher: 12 bytes per stored code)."""
+        return self._small[0].codes.csr.astype(np.float64)
+
+    def _prefetch_parents(self, large_features: np.ndarray, batch: int = 256) -> None:
+        """Parents of many larger-side features at once: one sparse product per batch instead
+        of a reverse pass each (measured 1.5x faster on the default demo); the same float64 sums,
+        masks and rule as :meth:`_parent_of`, whose cache it fills."""
+        todo = np.array([u for u in np.asarray(large_features).tolist() if u not in self._parents], dtype=np.int64)
+        if len(todo) == 0:
+            return
+        (large_ctx, large), (_, small) = self._large, self._small
+        opt = self.options
+        small_bad = (small.count < opt.min_active) | (small.std == 0)
+        for start in range(0, len(todo), batch):
+            ids = todo[start : start + batch]
+            block = large_ctx.codes.csc[:, ids].astype(np.float64).T.tocsr()
+            dots = np.asarray((block @ self._small_csr64).todense())
+            corr = M.pearson(
+                dots, self.n_examples, large.mean[ids][:, None], large.std[ids][:, None], small.mean[None, :], small.std[None, :]
+            )
+            corr[:, small_bad] = np.nan
+            corr[(large.count[ids] < opt.min_active) | (large.std[ids] == 0)] = np.nan
+            for i, u in enumerate(ids.tolist()):
+                parent = self._assign(u, corr[i])
+                self._parents[u] = (parent, float(corr[i, parent]) if parent >= 0 else float("nan"))
+
+    @cached_property
     def _children(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         return {}
 
@@ -382,6 +413,7 @@ class FeatureMatcher:
             with np.errstate(invalid="ignore"):
                 related = corr >= self.options.related_correlation
             candidates = np.flatnonzero(related | self._nested_candidates(small_feature, mass))
+            self._prefetch_parents(candidates)
             ids = np.array([u for u in candidates if self._parent_of(int(u))[0] == small_feature], dtype=np.int64)
             ids = ids[np.lexsort((ids, -corr[ids]))] if len(ids) else ids
             opt = self.options
