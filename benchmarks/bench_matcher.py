@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from splatnlp.mechinterp.analysis import FeatureMatcher
+from splatnlp.mechinterp.analysis import FeatureMatcher, MatchOptions
 from splatnlp.mechinterp.context import MechInterpContext
 from splatnlp.mechinterp.context import config as cfg
 from splatnlp.mechinterp.demo.build import demo_is_built, load_ground_truth
@@ -147,6 +147,12 @@ def main() -> None:
 
     u2f_ms, u2f_reports = timed(u2f, kids)
     f2u_ms, _ = timed(f2u, fulls)
+    # The same queries without report.verdict (MatchOptions(verdict=False)): the verdict of an
+    # Ultra source needs its parent's other children, the costly part; is_unique is unchanged.
+    fast = MatchOptions(verdict=False)
+    u2f_fast_ms, u2f_fast = timed(FeatureMatcher(ultra, full, options=fast), kids)
+    f2u_fast_ms, _ = timed(FeatureMatcher(full, ultra, options=fast), fulls)
+    same_unique = float(np.mean([a.is_unique == b.is_unique for a, b in zip(u2f_reports, u2f_fast, strict=True)]))
     ours_hits = float(np.mean([r.matches[0].target_feature == parent[k] for r, k in zip(u2f_reports, kids, strict=True)]))
     peak_ours = peak_rss_gb()
     split_ours = rss_split_gb()
@@ -174,6 +180,11 @@ def main() -> None:
             "ultra_to_full": round(statistics.median(u2f_ms), 1),
             "full_to_ultra": round(statistics.median(f2u_ms), 1),
         },
+        "warm_median_ms_without_verdict": {
+            "ultra_to_full": round(statistics.median(u2f_fast_ms), 1),
+            "full_to_ultra": round(statistics.median(f2u_fast_ms), 1),
+        },
+        "is_unique_same_without_verdict": same_unique,
         "peak_rss_gb": round(peak_ours, 2),
         "rss_after_queries_gb": split_ours,
         "upstream": {
@@ -193,6 +204,8 @@ def main() -> None:
         f"Full->Ultra {fig['warm_median_ms']['full_to_ultra']} ms (target <= {TARGET_F2U_MS}), "
         f"load {fig['load_both_s']} s + cold first queries {t_cold_u2f:.2f}/{t_cold_f2u:.2f} s "
         f"(target <= {TARGET_LOAD_S}), peak RSS {fig['peak_rss_gb']} GB (target <= {TARGET_PEAK_GB})\n"
+        f"without the verdict (MatchOptions(verdict=False)): Ultra->Full {fig['warm_median_ms_without_verdict']['ultra_to_full']} ms, "
+        f"Full->Ultra {fig['warm_median_ms_without_verdict']['full_to_ultra']} ms; is_unique the same for {same_unique:.0%}\n"
         f"upstream method: {fig['upstream']['median_ms']} ms per query over 500 candidates, "
         f"{fig['speed_ratio_upstream_over_ours']}x our time over all candidates; planted parent found "
         f"{fig['upstream']['finds_planted_parent']:.0%} (upstream) vs {ours_hits:.0%} (ours)"

@@ -7,9 +7,20 @@ behind it) is imported only when one of these commands runs.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
+from typing import Any
 
-from splatnlp.mechinterp.cli.common import EXIT_OK, CLIError, add_common, emit, examples_epilog
+from splatnlp.mechinterp.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    JSON_SCHEMA_VERSION,
+    CLIError,
+    add_common,
+    emit,
+    examples_epilog,
+)
 
 
 # -- handlers --------------------------------------------------------------------------------
@@ -23,17 +34,117 @@ def _matcher(args: argparse.Namespace):
         n_permutations=getattr(args, "permutations", 0) or 0,
         top_token_method=args.top_tokens,
         information_test=getattr(args, "information_test", False),
+        verdict=not getattr(args, "no_verdict", False),
     )
     return FeatureMatcher(source, target, options=options, alignment=getattr(args, "alignment", None))
 
 
+def _queries(args: argparse.Namespace) -> tuple[list[Any], bool]:
+    """The feature ids to answer, and whether this is a batch: several ids, ``-`` (JSON lines
+    or plain ids on stdin) or ``--features-file``. A line that is no id becomes a
+    :class:`FeatureError` naming the line, reported in its place."""
+    from splatnlp.mechinterp.analysis.match.reports import FeatureError
+
+    ids: list[Any] = []
+    batch = bool(getattr(args, "features_file", None)) or len(args.feature) != 1 or getattr(args, "jsonl", False)
+
+    def parse_lines(lines, where: str) -> None:
+        for number, line in enumerate(lines, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                value = text
+            if isinstance(value, dict):
+                value = value.get("feature")
+            if isinstance(value, int) and not isinstance(value, bool):
+                ids.append(value)
+            else:
+                ids.append(FeatureError(
+                    feature=text, error_type="ValueError",
+                    error=f"{where} line {number}: {text!r} is not a feature id (expected an integer, "
+                    "or a JSON object with an integer 'feature')",
+                ))
+
+    for token in args.feature:
+        if token == "-":
+            batch = True
+            parse_lines(sys.stdin, "stdin")
+        else:
+            try:
+                ids.append(int(token))
+            except ValueError:
+                ids.append(token)
+    if getattr(args, "features_file", None):
+        path = Path(args.features_file)
+        if not path.is_file():
+            raise CLIError(f"--features-file {str(path)!r} does not exist", hint="one feature id per line, or JSON lines with a 'feature' key")
+        with path.open() as fh:
+            parse_lines(fh, str(path))
+    if not ids:
+        raise CLIError("no feature ids given", hint="pass ids (match 5127 9912), '-' for stdin, or --features-file FILE")
+    return ids, batch
+
+
+def _is_error(item: Any) -> bool:
+    from splatnlp.mechinterp.analysis.match.reports import FeatureError
+
+    return isinstance(item, FeatureError)
+
+
+def _emit_batch(args: argparse.Namespace, items: list, summary) -> int:
+    """Print a batch: with --jsonl one JSON line per query (as they are answered, by the caller),
+    with --json one document ``{"reports": [...], "n_queries", "n_errors"}``, else the summaries.
+    Exit 2 when any query failed (each failure is reported in its place)."""
+    from splatnlp.mechinterp.analysis.match.reports import FeatureError
+
+    n_errors = sum(isinstance(item, FeatureError) for item in items)
+    if getattr(args, "jsonl", False):
+        pass  # already streamed
+    elif args.json:
+        print(json.dumps({
+            "schema_version": JSON_SCHEMA_VERSION,
+            "reports": [item.model_dump(mode="json") for item in items],
+            "n_queries": len(items),
+            "n_errors": n_errors,
+        }, indent=2))
+    else:
+        print("\n\n".join(
+            f"feature {item.feature!r}: error: {item.error}" if isinstance(item, FeatureError) else summary(item)
+            for item in items
+        ))
+    return EXIT_BAD_INPUT if n_errors else EXIT_OK
+
+
+def _stream(args: argparse.Namespace, item) -> None:
+    if getattr(args, "jsonl", False):
+        print(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **item.model_dump(mode="json")}), flush=True)
+
+
 def _cmd_match(args: argparse.Namespace) -> int:
+    ids, batch = _queries(args)
     matcher = _matcher(args)
+    if batch:
+        if args.output:
+            raise CLIError("--output takes one feature", hint="run one `match FEATURE --output FILE` per feature")
+        items = []
+        for feature in ids:
+            (item,) = [feature] if _is_error(feature) else matcher.find_matches_many(
+                [feature], n_candidates=args.candidates, n_top_matches=args.top, sort_by=args.sort_by,
+                decompose=not args.no_decomposition,
+            )
+            if args.record and hasattr(item, "verdict"):
+                _record_verdict(args, item)
+            _stream(args, item)
+            items.append(item)
+        return _emit_batch(args, items, lambda r: r.summary())
     # With --output the full table (every scored candidate) goes to the file and stdout keeps the
     # --top first of the same report: one scoring pass, not two. --top is still validated.
     n_top = matcher.target_ctx.n_features if args.output and args.top >= 1 else args.top
     report = matcher.find_matches(
-        args.feature,
+        ids[0],
         n_candidates=args.candidates,
         n_top_matches=n_top,
         sort_by=args.sort_by,
@@ -97,28 +208,49 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_decompose(args: argparse.Namespace) -> int:
-    d = _matcher(args).find_decomposition(args.feature)
-    n_members = len(d.members)
-    shown = d.model_copy(update={"members": d.members[: args.limit]})
+def _decomposition_text(d) -> str:
     r2 = "n/a" if d.r_squared is None else f"{d.r_squared:.3f}"
     lines = [
         f"{d.source_model} feature {d.source_feature}: "
-        + (f"split into {n_members} {d.target_model} features" if d.is_split else f"{n_members} member(s), not split")
+        + (f"split into {d.n_members} {d.target_model} features" if d.is_split else f"{d.n_members} member(s), not split")
         + f" (R^2 {r2})"
     ]
     lines += [
         f"  {d.target_model} {m.feature}: weight {m.weight:.3f}, r={m.activation_correlation:.3f}, "
         f"shared {m.shared_top_tokens[:3]}"
-        for m in shown.members
+        for m in d.members
     ]
-    payload = shown.model_dump(mode="json")
-    payload["n_members"] = n_members
-    emit(args, payload, "\n".join(lines))
+    return "\n".join(lines)
+
+
+def _cmd_decompose(args: argparse.Namespace) -> int:
+    ids, batch = _queries(args)
+    matcher = _matcher(args)
+    items = []
+    for feature in ids:
+        (item,) = [feature] if _is_error(feature) else matcher.find_decomposition_many([feature])
+        if hasattr(item, "members"):  # --limit lists fewer members; n_members keeps the count
+            item = item.model_copy(update={"members": item.members[: args.limit]})
+        _stream(args, item)
+        items.append(item)
+    if batch:
+        return _emit_batch(args, items, _decomposition_text)
+    (item,) = items
+    if not hasattr(item, "members"):
+        raise CLIError(item.error)
+    emit(args, item, _decomposition_text(item))
     return EXIT_OK
 
 
 # -- parser ----------------------------------------------------------------------------------
+def _batch_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--features-file", default=None, metavar="FILE", help="also read feature ids from FILE (one per line, or JSON lines)")
+    p.add_argument(
+        "--jsonl", action="store_true",
+        help="several features: stream one JSON line per feature as it is answered (errors in place)",
+    )
+
+
 def _matching_options(p: argparse.ArgumentParser, *, default_source: str) -> None:
     p.add_argument("--source", default=default_source, help=f"source context name or path (default {default_source})")
     p.add_argument("--target", default=None, help="target context (default: the other of ultra/full)")
@@ -142,10 +274,13 @@ def add_match_commands(subparsers: argparse._SubParsersAction) -> None:
         epilog=examples_epilog(
             "splatnlp-mechinterp match 18712 --source ultra --top 5 --json",
             "splatnlp-mechinterp match 512 --source full --top 3",
+            "splatnlp-mechinterp match 5127 9912 361 --top 3 --json       # one document, a report per id",
+            "cut -f1 ids.txt | splatnlp-mechinterp match - --jsonl         # one JSON line per id",
         ),
         formatter_class=fmt,
     )
-    match.add_argument("feature", type=int, help="source feature id")
+    match.add_argument("feature", nargs="*", help="source feature id(s); '-' reads ids (or JSON lines with a 'feature' key) from stdin")
+    _batch_options(match)
     _matching_options(match, default_source="ultra")
     match.add_argument("--top", type=int, default=10, help="matches to list (default 10)")
     match.add_argument("--candidates", type=int, default=None, help="keep only the best N by an exact prefilter")
@@ -154,6 +289,11 @@ def add_match_commands(subparsers: argparse._SubParsersAction) -> None:
         choices=["combined_score", *PAIR_METRICS],
     )
     match.add_argument("--no-decomposition", action="store_true", help="skip the decomposition")
+    match.add_argument(
+        "--no-verdict", action="store_true",
+        help="skip report.verdict (an Ultra source's verdict needs its parent's other children: "
+        "about 0.6 s a query at real scale); is_unique is the same either way",
+    )
     match.add_argument(
         "--information-test", action="store_true",
         help="also run the stitching test of an Ultra source (verdict.information_test; loads both "
@@ -189,7 +329,8 @@ def add_match_commands(subparsers: argparse._SubParsersAction) -> None:
         epilog=examples_epilog("splatnlp-mechinterp decompose 512 --source full --limit 10 --json"),
         formatter_class=fmt,
     )
-    decompose.add_argument("feature", type=int, help="source feature id")
+    decompose.add_argument("feature", nargs="*", help="source feature id(s); '-' reads ids (or JSON lines with a 'feature' key) from stdin")
+    _batch_options(decompose)
     _matching_options(decompose, default_source="full")
     decompose.add_argument("--limit", type=int, default=20, help="members to list (default 20); n_members gives the total")
     add_common(decompose)

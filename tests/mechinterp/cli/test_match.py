@@ -143,3 +143,49 @@ def test_record_stores_the_verdicts_pairs(demo_contexts: Path, capsys: pytest.Ca
     with ResearchStore() as store:
         assert store.links("ultra", novel, with_report=False) == []
     assert any(w.startswith("nothing recorded: the verdict is novel") for w in doc["warnings"])
+
+
+def test_match_answers_several_features_in_one_document(demo_contexts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = run_json(capsys, "match", "5127", "99999", "abc", "9912", "--top", "2", "--no-decomposition")
+    assert code == 2  # some queries failed; each failure is in its place, the rest are answered
+    assert doc["n_queries"] == 4 and doc["n_errors"] == 2
+    good, bad, word, novel = doc["reports"]
+    assert good["source_feature"] == 5127 and len(good["matches"]) == 2 and good["verdict"]["label"]
+    assert bad == {"feature": 99999, "error": "feature 99999 is out of range for 'ultra' (0..24575)", "error_type": "ValueError"}
+    assert word["error_type"] == "TypeError" and "'abc'" in word["error"]
+    assert novel["source_feature"] == 9912
+    # The same numbers as one query at a time.
+    _, single = run_json(capsys, "match", "5127", "--top", "2", "--no-decomposition")
+    assert [m["target_feature"] for m in single["matches"]] == [m["target_feature"] for m in good["matches"]]
+    assert single["verdict"] == good["verdict"]
+
+
+def test_match_streams_json_lines_from_stdin_and_a_file(
+    demo_contexts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO('5127\n{"feature": 361}\n\n# a comment\nxyz\n'))
+    ids = tmp_path / "ids.txt"
+    ids.write_text("18712\n")
+    code = main(["match", "-", "--features-file", str(ids), "--jsonl", "--top", "1", "--no-decomposition"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 2 and len(lines) == 4
+    assert [d.get("source_feature") for d in lines] == [5127, 361, None, 18712]
+    assert lines[2]["error"].startswith("stdin line 5: 'xyz' is not a feature id")
+    assert all(d["schema_version"] == 1 for d in lines)
+    code = main(["match", "--features-file", str(tmp_path / "missing.txt"), "--json"])
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert code == 2 and "missing.txt" in err["message"] and "does not exist" in err["message"]
+    code = main(["match", "5127", "361", "--output", str(tmp_path / "o.json"), "--json"])
+    assert code == 2 and "--output takes one feature" in capsys.readouterr().out
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_decompose_several_features_keeps_each_count(demo_contexts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = run_json(capsys, "decompose", "361", "362", "--source", "full", "--limit", "1")
+    assert code == 0 and doc["n_errors"] == 0
+    for d in doc["reports"]:
+        assert len(d["members"]) <= 1 and d["n_members"] >= len(d["members"])
+    _, one = run_json(capsys, "decompose", "361", "--source", "full")
+    assert doc["reports"][0]["n_members"] == one["n_members"] == len(one["members"])

@@ -8,6 +8,7 @@ vectorized arithmetic over all targets. See :mod:`splatnlp.mechinterp.analysis.m
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from splatnlp.mechinterp.analysis.match.reports import (
     Decomposition,
     DecompositionMember,
     FeatureComparison,
+    FeatureError,
     FeatureMatch,
     FeatureSummary,
     InformationTest,
@@ -716,9 +718,24 @@ class FeatureMatcher:
                 f"(< min_active={self.options.min_active}); correlations are undefined"
             )
         best = _opt(np.nanmax(corr)) if np.isfinite(corr).any() else None
-        verdict = self._verdict(feature, scores)
-        unique = verdict.label in ("novel", "unique", "dead")
-        reason = verdict.rule if unique else None
+        if self.options.verdict:
+            verdict = self._verdict(feature, scores)
+            unique = verdict.label in ("novel", "unique", "dead")
+            reason = verdict.rule if unique else None
+        else:
+            # The same answer without the verdict's costly part (a larger-side feature's siblings):
+            # no counterpart = no parent (larger side) or no child among the targets (smaller).
+            verdict = None
+            if self._source_is_larger:
+                unique = scores.count_s == 0 or self._assign(feature, corr) < 0
+            else:
+                unique = not np.isin(scores.relation, ("source_split_by_target", "equivalent")).any()
+            reason = (
+                f"no {'parent' if self._source_is_larger else 'child'} in {self.target_ctx.model_type} "
+                f"(best correlation {best if best is None else round(best, 3)}; verdict not computed: "
+                "MatchOptions(verdict=False))"
+                if unique else None
+            )
         decomposition = self._decompose(feature, scores) if decompose else None
         return MatchReport(
             source_feature=feature,
@@ -759,13 +776,31 @@ class FeatureMatcher:
         out.update(combined_score=scores.combined, relation=scores.relation, p_value=p_value)
         return out
 
+    def find_matches_many(self, features: Iterable[Any], **kwargs: Any) -> list[MatchReport | FeatureError]:
+        """:meth:`find_matches` of each feature, in order, with the same keyword arguments. A bad
+        id gives a :class:`FeatureError` in its place and the rest are answered; the matcher's
+        caches (reverse passes, parents) carry over from one query to the next."""
+        return [self._one(self.find_matches, f, **kwargs) for f in features]
+
+    def find_decomposition_many(self, features: Iterable[Any]) -> list[Decomposition | FeatureError]:
+        """:meth:`find_decomposition` of each feature, in order; bad ids as in :meth:`find_matches_many`."""
+        return [self._one(self.find_decomposition, f) for f in features]
+
+    @staticmethod
+    def _one(method, feature: Any, **kwargs: Any):
+        try:
+            return method(feature, **kwargs)
+        except (TypeError, ValueError) as err:  # the id (or an option) is bad: answer the rest
+            return FeatureError(feature=feature, error=str(err), error_type=type(err).__name__)
+
     def find_decomposition(self, feature: int) -> Decomposition:
         """The target features that together account for ``feature`` (e.g. its Ultra children).
 
-        Members are the targets whose correlation with the source reaches
-        ``options.related_correlation`` (at most ``max_decomposition_members``, strongest first);
-        a non-negative least-squares fit of the source's codes on theirs gives each member's
-        weight and the share of the source's variance they explain (R^2).
+        From the smaller side, members are the source's children (the targets whose parent it is,
+        by the verdict rules); from the larger side, the targets whose correlation with it
+        reaches ``options.related_correlation``. At most ``max_decomposition_members``, strongest
+        first; a non-negative least-squares fit of the source's codes on theirs gives each
+        member's weight and the share of the source's variance they explain (R^2).
         """
         feature = self.source_ctx.check_feature(feature)
         return self._decompose(feature, self._score_all(feature))
@@ -794,7 +829,7 @@ class FeatureMatcher:
             method=method,
         )
         if len(eligible) == 0:
-            return Decomposition(members=[], r_squared=None, coverage=None, is_split=False, **base)
+            return Decomposition(members=[], n_members=0, r_squared=None, coverage=None, is_split=False, **base)
         weights, r2 = nnls_sparse(self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples)
         member_rows = np.concatenate([self.target_ctx.codes.feature(int(t))[0] for t in eligible])
         coverage = float(np.isin(scores.rows, member_rows).mean()) if len(scores.rows) else None
@@ -813,7 +848,8 @@ class FeatureMatcher:
             for i in order
         ]
         return Decomposition(
-            members=members, r_squared=r2, coverage=coverage, is_split=len(members) >= 2, **base
+            members=members, n_members=len(members), r_squared=r2, coverage=coverage,
+            is_split=len(members) >= 2, **base,
         )
 
     def compare_features(self, source_fid: int, target_fid: int) -> FeatureComparison:

@@ -62,6 +62,11 @@ class MatchOptions(BaseModel):
     """0: analytic permutation null; >0: that many shuffles of the source's examples."""
     seed: int = 0
     max_decomposition_members: int = Field(64, ge=1)
+    verdict: bool = True
+    """Compute ``report.verdict``. For a larger-side source it needs the parent's other children
+    (one pass of the parent over the larger dictionary plus a reverse pass per candidate: about
+    0.6 s a query at real scale); False skips it for throughput. ``is_unique`` is the same
+    either way."""
     information_test: bool = False
     """Run the stitching test (``report.verdict.information_test``) for larger-side sources when
     the smaller context keeps its activations. Off by default: the first query loads both SAEs

@@ -132,6 +132,8 @@ class Decomposition(BaseModel):
     source_model: str
     target_model: str
     members: list[DecompositionMember]
+    n_members: int = 0
+    """How many members the decomposition has (``members`` may list fewer: ``decompose --limit``)."""
     r_squared: float | None
     """Share of the source's variance explained by the non-negative fit on the members."""
     coverage: float | None
@@ -317,6 +319,14 @@ class MatchReport(BaseModel):
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         return cls.model_json_schema()
+
+
+class FeatureError(BaseModel):
+    """A query of a batch that could not be answered (the others are): the id as given and why."""
+
+    feature: Any
+    error: str
+    error_type: str
 
 
 class FeatureComparison(BaseModel):

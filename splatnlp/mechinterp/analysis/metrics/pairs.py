@@ -82,8 +82,12 @@ def pair_sums(
     sub = target_csr[source_rows]  # scipy's C row gather: reads only these rows
     # sub.T @ values runs scipy's C loop over the gathered entries once; a weighted bincount
     # does the same sum but is ~3x slower (it materializes the repeated weights).
-    dot = np.asarray(sub.T @ np.asarray(source_values, dtype=np.float64), dtype=np.float64)
-    inside = np.asarray(sub.T @ np.ones(len(source_rows)), dtype=np.float64) if mass else None
+    values = np.asarray(source_values, dtype=np.float64)
+    if mass:  # one pass over the gathered entries for both sums (measured 79 ms vs 73 + 73)
+        both = np.asarray(sub.T @ np.column_stack([values, np.ones(len(source_rows))]), dtype=np.float64)
+        dot, inside = both[:, 0].copy(), both[:, 1].copy()
+    else:
+        dot, inside = np.asarray(sub.T @ values, dtype=np.float64), None
     # Codes were stored without explicit zeros, so every stored entry is an active one: counting
     # entries per target is the same matvec over ones. `sub` is our own copy, so its data can be
     # overwritten; float32 counts are exact below 2**24 examples (np.bincount was 2x slower).

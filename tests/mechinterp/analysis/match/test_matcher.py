@@ -947,3 +947,33 @@ def test_information_test_says_why_it_did_not_run(stitched, tmp_path: Path) -> N
     info = FeatureMatcher(large, bare, options=on).find_matches(3, decompose=False).verdict.information_test
     assert not info.ran and info.gain is None
     assert "'full'" in info.reason and "precomputed codes" in info.reason and "Rebuild" in info.reason
+
+
+def test_find_matches_many_answers_each_and_reports_bad_ids_in_place(matchers) -> None:
+    from splatnlp.mechinterp.analysis import FeatureError
+
+    m = matchers["enrichment"]
+    out = m.find_matches_many([SRC_PLAIN, 999, "x", SRC_SUM], n_top_matches=3, decompose=False)
+    assert [type(r).__name__ for r in out] == ["MatchReport", "FeatureError", "FeatureError", "MatchReport"]
+    assert isinstance(out[1], FeatureError) and "999 is out of range" in out[1].error and out[1].feature == 999
+    assert out[2].error_type == "TypeError"
+    for report, feature in ((out[0], SRC_PLAIN), (out[3], SRC_SUM)):
+        one = m.find_matches(feature, n_top_matches=3, decompose=False)
+        assert [x.target_feature for x in report.matches] == [x.target_feature for x in one.matches]
+        assert report.verdict == one.verdict
+    decs = m.find_decomposition_many([SRC_SUM, -1])
+    assert decs[0].n_members == len(decs[0].members) >= 2 and isinstance(decs[1], FeatureError)
+
+
+def test_without_the_verdict_is_unique_is_the_same(demo) -> None:
+    """MatchOptions(verdict=False) skips report.verdict (for throughput) but not is_unique."""
+    ultra, full, truth = demo
+    fast = MatchOptions(verdict=False)
+    ids = _sample(truth.ultra_class, "child", 10, seed=3) + _sample(truth.ultra_class, "novel", 10, seed=3)
+    for source, target, features in ((ultra, full, ids), (full, ultra, _sample(truth.full_class, "full_only", 6, seed=3) + [361])):
+        slow, quick = FeatureMatcher(source, target), FeatureMatcher(source, target, options=fast)
+        for f in features:
+            a, b = slow.find_matches(f, decompose=False), quick.find_matches(f, decompose=False)
+            assert b.verdict is None and a.verdict is not None
+            assert a.is_unique == b.is_unique, (source.model_type, f)
+            assert (b.unique_reason is None) == (not b.is_unique)
