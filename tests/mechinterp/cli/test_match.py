@@ -62,7 +62,7 @@ def test_decompose_limits_members_and_reports_total(demo_contexts: Path, capsys:
         (["match", "5", "--top", "0"], 2, "n_top_matches must be an integer >= 1"),
         (["match", "5", "--source", "nope"], 3, "no context named 'nope'"),
         (["compare", "5"], 2, "required"),
-        (["decompose", "abc"], 2, "invalid int value"),
+        (["decompose", "abc"], 2, "feature id must be an integer, got 'abc'"),
     ],
 )
 def test_errors_are_json_with_exit_codes(
