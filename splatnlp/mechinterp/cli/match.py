@@ -167,6 +167,8 @@ def _record_verdict(args: argparse.Namespace, report) -> None:
     from splatnlp.mechinterp.state import ResearchStore
 
     verdict = report.verdict
+    if verdict is None:
+        raise CLIError("--record records the verdict, and --no-verdict skipped it", hint="drop --no-verdict")
     pairs = [verdict.parent] if verdict.parent is not None else list(verdict.children)
     if not pairs:
         report.warnings.append(

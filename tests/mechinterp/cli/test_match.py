@@ -189,3 +189,14 @@ def test_decompose_several_features_keeps_each_count(demo_contexts: Path, capsys
         assert len(d["members"]) <= 1 and d["n_members"] >= len(d["members"])
     _, one = run_json(capsys, "decompose", "361", "--source", "full")
     assert doc["reports"][0]["n_members"] == one["n_members"] == len(one["members"])
+
+
+def test_record_needs_the_verdict(demo_contexts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from splatnlp.mechinterp.state import ResearchStore
+
+    code, doc = run_json(capsys, "match", "5127", "--no-verdict", "--record", "--no-decomposition")
+    assert code == 2 and "--no-verdict skipped it" in doc["error"]["message"]
+    with ResearchStore() as store:
+        assert store.links("ultra", 5127, with_report=False) == []
+    code, doc = run_json(capsys, "match", "5127", "--no-verdict", "--no-decomposition")
+    assert code == 0 and doc["verdict"] is None and doc["is_unique"] is False
