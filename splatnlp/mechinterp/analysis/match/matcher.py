@@ -45,7 +45,8 @@ from splatnlp.mechinterp.context import MechInterpContext, load_context
 OTHER_MODEL = {"ultra": "full", "full": "ultra"}
 def _feature_summary(arrays: FeatureArrays, feature: int) -> FeatureSummary:
     s = arrays.ctx.stats
-    ids = arrays.top_tokens[feature]
+    ids = arrays.top_tokens_of(feature)
+    scores = arrays.scores_of(feature)
     return FeatureSummary(
         feature=feature,
         model=arrays.ctx.model_type,
@@ -54,7 +55,7 @@ def _feature_summary(arrays: FeatureArrays, feature: int) -> FeatureSummary:
         mean=float(s.mean[feature]),
         max=float(s.max[feature]),
         top_tokens=[
-            TokenScore(token=arrays.token_names[t], score=float(arrays.token_scores[feature, t]))
+            TokenScore(token=arrays.token_names[t], score=float(scores[t]))
             for t in ids
         ],
         dead=bool(arrays.count[feature] == 0),
@@ -189,7 +190,7 @@ class FeatureMatcher:
         p_ts = M.containment(coactive, count_s)
         p_st = M.containment(coactive, tgt.count)
         cj = M.coactivation_jaccard(coactive, count_s, tgt.count)
-        tok, _ = M.set_jaccard(src.top_tokens[feature], tgt.token_sets)
+        tok, _ = M.set_jaccard(src.top_tokens_of(feature), tgt.token_sets)
         dec = M.cosine_rows(src.decoder[feature], tgt.decoder)
 
         # Reasons, per metric, per target (0 = defined). Later checks win, so order matters.
@@ -504,7 +505,7 @@ class FeatureMatcher:
         )
 
     def _shared_tokens(self, feature: int, target: int) -> list[str]:
-        mine = self._source.top_tokens[feature]
+        mine = self._source.top_tokens_of(feature)
         theirs = set(self._target.top_tokens[target].tolist())
         return [self._source.token_names[t] for t in mine if t in theirs]
 

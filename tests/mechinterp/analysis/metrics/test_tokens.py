@@ -139,3 +139,19 @@ def test_token_set_matrix() -> None:
     np.testing.assert_array_equal(mat.toarray(), dense)
     np.testing.assert_array_equal(np.diff(mat.indptr), [3, 0, 1])
     assert token_set_matrix([], 9).shape == (0, 9)
+
+
+@pytest.mark.parametrize("method", ["enrichment", "frequency"])
+def test_one_features_top_tokens_are_its_row_of_the_whole_table(pair, method) -> None:
+    """FeatureArrays scores one feature's tokens without scoring them all (a query's source);
+    the answer is the same row."""
+    from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
+
+    for ctx in (pair.source, pair.target):
+        lazy = FeatureArrays(ctx, top_token_method=method, n_top_tokens=4)
+        ones = [(lazy.scores_of(f), lazy.top_tokens_of(f)) for f in range(ctx.n_features)]
+        assert "token_scores" not in lazy.__dict__  # nothing scored in bulk
+        full = FeatureArrays(ctx, top_token_method=method, n_top_tokens=4)
+        for f, (scores, tokens) in enumerate(ones):
+            np.testing.assert_array_equal(scores, full.token_scores[f])
+            np.testing.assert_array_equal(tokens, full.top_tokens[f])
