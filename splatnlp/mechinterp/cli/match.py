@@ -101,9 +101,9 @@ def _emit_batch(args: argparse.Namespace, items: list, summary) -> int:
     from splatnlp.mechinterp.analysis.match.reports import FeatureError
 
     n_errors = sum(isinstance(item, FeatureError) for item in items)
-    if getattr(args, "jsonl", False):
-        pass  # already streamed
-    elif args.json:
+    if getattr(args, "jsonl", False):  # each line was printed as it was answered (_stream)
+        return EXIT_BAD_INPUT if n_errors else EXIT_OK
+    if args.json:
         print(json.dumps({
             "schema_version": JSON_SCHEMA_VERSION,
             "reports": [item.model_dump(mode="json") for item in items],

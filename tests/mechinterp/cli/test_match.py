@@ -200,3 +200,9 @@ def test_record_needs_the_verdict(demo_contexts: Path, capsys: pytest.CaptureFix
         assert store.links("ultra", 5127, with_report=False) == []
     code, doc = run_json(capsys, "match", "5127", "--no-verdict", "--no-decomposition")
     assert code == 0 and doc["verdict"] is None and doc["is_unique"] is False
+
+
+def test_match_without_ids_says_how_to_give_them(demo_contexts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, doc = run_json(capsys, "match")
+    assert code == 2 and doc["error"]["message"] == "no feature ids given"
+    assert "--features-file" in doc["error"]["hint"]

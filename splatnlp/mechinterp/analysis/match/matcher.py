@@ -338,18 +338,17 @@ class FeatureMatcher:
     def _small(self) -> tuple[MechInterpContext, FeatureArrays]:
         return (self.target_ctx, self._target) if self._source_is_larger else (self.source_ctx, self._source)
 
-    def _correlation_row(self, frm: tuple[MechInterpContext, FeatureArrays], feature: int,
-                         to: tuple[MechInterpContext, FeatureArrays]) -> tuple[np.ndarray, np.ndarray]:
-        """Pearson of one feature with every feature of the other dictionary, NaN where
-        undefined (the same masks as :meth:`_score_all`), and the other features' summed codes
-        over this one's active examples: float64 arrays of shape (n_features of ``to``,)."""
-        (ctx, arrays), (other_ctx, other) = frm, to
+    def _small_row(self, small_feature: int) -> tuple[np.ndarray, np.ndarray]:
+        """A smaller-side feature against every larger-side one: Pearson (NaN where undefined,
+        the masks of :meth:`_score_all`) and each larger feature's summed code over the small
+        feature's active examples, float64 arrays of shape (K_large,)."""
+        (ctx, arrays), (other_ctx, other) = self._small, self._large
         opt = self.options
-        rows, values = ctx.codes.feature(feature)
+        rows, values = ctx.codes.feature(small_feature)
         dot, _, mass = M.pair_sums(rows, values, other_ctx.codes.csr, mass=True)
-        if len(rows) < opt.min_active or arrays.std[feature] == 0:
+        if len(rows) < opt.min_active or arrays.std[small_feature] == 0:
             return np.full(other_ctx.n_features, np.nan), mass
-        corr = M.pearson(dot, self.n_examples, arrays.mean[feature], arrays.std[feature], other.mean, other.std)
+        corr = M.pearson(dot, self.n_examples, arrays.mean[small_feature], arrays.std[small_feature], other.mean, other.std)
         corr[(other.count < opt.min_active) | (other.std == 0)] = np.nan
         return corr, mass
 
@@ -362,10 +361,8 @@ class FeatureMatcher:
     def _parent_of(self, large_feature: int) -> tuple[int, float]:
         """(parent, its correlation) of a larger-side feature by :func:`verdicts.assign_parents`
         ((-1, NaN): novel or undefined)."""
-        if large_feature not in self._parents:
-            corr, _ = self._correlation_row(self._large, large_feature, self._small)
-            parent = self._assign(large_feature, corr)
-            self._parents[large_feature] = (parent, float(corr[parent]) if parent >= 0 else float("nan"))
+        if large_feature not in self._parents:  # one code path for every parent: the batched one
+            self._prefetch_parents(np.array([large_feature]))
         return self._parents[large_feature]
 
     @cached_property
@@ -377,7 +374,8 @@ class FeatureMatcher:
     def _prefetch_parents(self, large_features: np.ndarray, batch: int = 256) -> None:
         """Parents of many larger-side features at once: one sparse product per batch instead
         of a reverse pass each (measured 1.5x faster on the default demo); the same float64 sums,
-        masks and rule as :meth:`_parent_of`, whose cache it fills."""
+        masks and rule as :meth:`_score_all` and :func:`verdicts.assign_parents`; it fills the
+        cache :meth:`_parent_of` reads."""
         todo = np.array([u for u in np.asarray(large_features).tolist() if u not in self._parents], dtype=np.int64)
         if len(todo) == 0:
             return
@@ -410,7 +408,7 @@ class FeatureMatcher:
         ``mass``: the feature's rows against the larger side when already computed."""
         if small_feature not in self._children:
             if corr is None or mass is None:
-                corr, mass = self._correlation_row(self._small, small_feature, self._large)
+                corr, mass = self._small_row(small_feature)
             if dec is None:
                 dec = M.cosine_rows(self._small[1].decoder[small_feature], self._large[1].decoder)
             with np.errstate(invalid="ignore"):
