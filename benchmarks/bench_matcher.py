@@ -1,6 +1,7 @@
 """Matcher speed and memory at real scale, side by side with the upstream method.
 
 Usage: python benchmarks/bench_matcher.py [--demo-dir DIR] [--queries 50] [--upstream-queries 20]
+                                         [--alignment DIR | --no-index]
 
 Needs the ``real`` demo preset (24,576 x 2,048 features, d_model 512, 100,000 examples, about 190
 and 2,200 active features per example); builds it first if absent (several minutes, ~5 GB).
@@ -8,6 +9,10 @@ Measures, in this one process:
 - loading both contexts, and the first (cold) query of each direction;
 - warm ``find_matches`` medians, Ultra->Full (all 2,048 candidates) and Full->Ultra (all 24,576),
   exact over all examples, with the default report (decomposition included);
+- the same queries answered from a saved alignment's pair index (``FeatureMatcher(...,
+  alignment=DIR)``; ``DIR`` defaults to ``<demo>/alignment``, written first with
+  ``splatnlp-mechinterp align`` when absent), and whether their verdicts equal the ones from
+  the codes;
 - peak resident memory (ru_maxrss, memory-mapped pages included);
 - a re-implementation of the upstream matcher (500 sampled candidates, per-candidate loop, top
   tokens from the top 10% of at most 1,000 examples, correlation over shared top examples, 0.0 on
@@ -33,7 +38,8 @@ from splatnlp.mechinterp.context import MechInterpContext
 from splatnlp.mechinterp.context import config as cfg
 from splatnlp.mechinterp.demo.build import demo_is_built, load_ground_truth
 
-TARGET_U2F_MS, TARGET_F2U_MS, TARGET_LOAD_S, TARGET_PEAK_GB = 50, 250, 3.0, 4.0
+# Issue 12's targets: warm queries without an index, with one, load + cold queries, peak memory.
+TARGET_U2F_MS, TARGET_F2U_MS, TARGET_INDEX_MS, TARGET_LOAD_S, TARGET_PEAK_GB = 10, 50, 2, 3.0, 4.0
 
 
 def peak_rss_gb() -> float:
@@ -108,6 +114,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--upstream-queries", type=int, default=20)
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--alignment", default=None, help="a saved alignment of the two contexts (default <demo>/alignment)")
+    ap.add_argument("--no-index", action="store_true", help="skip the queries from a saved pair index")
     args = ap.parse_args()
     folder = Path(args.demo_dir) if args.demo_dir else cfg.demo_dir("real")
     if not demo_is_built(folder):
@@ -153,6 +161,20 @@ def main() -> None:
     u2f_fast_ms, u2f_fast = timed(FeatureMatcher(ultra, full, options=fast), kids)
     f2u_fast_ms, _ = timed(FeatureMatcher(full, ultra, options=fast), fulls)
     same_unique = float(np.mean([a.is_unique == b.is_unique for a, b in zip(u2f_reports, u2f_fast, strict=True)]))
+    # The compiled one-against-all kernel (MatchOptions(compiled=True)): the same reports.
+    compiled = MatchOptions(compiled=True)
+    u2f_c, f2u_c = FeatureMatcher(ultra, full, options=compiled), FeatureMatcher(full, ultra, options=compiled)
+    u2f_c.find_matches(int(kids[0]))  # loads numba once
+    u2f_compiled_ms, u2f_compiled = timed(u2f_c, kids)
+    f2u_compiled_ms, _ = timed(f2u_c, fulls)
+    u2f_cfast_ms, _ = timed(FeatureMatcher(ultra, full, options=MatchOptions(compiled=True, verdict=False)), kids)
+    f2u_cfast_ms, _ = timed(FeatureMatcher(full, ultra, options=MatchOptions(compiled=True, verdict=False)), fulls)
+    same_compiled = float(np.mean([(a.verdict.label, a.verdict.parent) == (b.verdict.label, b.verdict.parent)
+                                   for a, b in zip(u2f_reports, u2f_compiled, strict=True)]))
+    indexed = None
+    if not args.no_index:
+        indexed = _indexed_queries(folder, Path(args.alignment) if args.alignment else folder / "alignment",
+                                   ultra, full, kids, fulls, u2f_reports, timed)
     ours_hits = float(np.mean([r.matches[0].target_feature == parent[k] for r, k in zip(u2f_reports, kids, strict=True)]))
     peak_ours = peak_rss_gb()
     split_ours = rss_split_gb()
@@ -185,6 +207,14 @@ def main() -> None:
             "full_to_ultra": round(statistics.median(f2u_fast_ms), 1),
         },
         "is_unique_same_without_verdict": same_unique,
+        "warm_median_ms_compiled": {
+            "ultra_to_full": round(statistics.median(u2f_compiled_ms), 1),
+            "full_to_ultra": round(statistics.median(f2u_compiled_ms), 1),
+            "ultra_to_full_without_verdict": round(statistics.median(u2f_cfast_ms), 1),
+            "full_to_ultra_without_verdict": round(statistics.median(f2u_cfast_ms), 1),
+            "same_verdicts": same_compiled,
+        },
+        "from_index": indexed,
         "peak_rss_gb": round(peak_ours, 2),
         "rss_after_queries_gb": split_ours,
         "upstream": {
@@ -210,8 +240,52 @@ def main() -> None:
         f"{fig['speed_ratio_upstream_over_ours']}x our time over all candidates; planted parent found "
         f"{fig['upstream']['finds_planted_parent']:.0%} (upstream) vs {ours_hits:.0%} (ours)"
     )
+    c = fig["warm_median_ms_compiled"]
+    print(
+        f"compiled kernel (MatchOptions(compiled=True)): Ultra->Full {c['ultra_to_full']} ms "
+        f"({c['ultra_to_full_without_verdict']} without the verdict; target <= {TARGET_U2F_MS}), Full->Ultra "
+        f"{c['full_to_ultra']} ms ({c['full_to_ultra_without_verdict']} without; target <= {TARGET_F2U_MS}); "
+        f"verdicts equal for {c['same_verdicts']:.0%}"
+    )
+    if indexed is not None:
+        print(
+            f"from the saved pair index ({indexed['alignment']}): Ultra->Full "
+            f"{indexed['warm_median_ms']['ultra_to_full']} ms, Full->Ultra {indexed['warm_median_ms']['full_to_ultra']} ms "
+            f"(target <= {TARGET_INDEX_MS}); verdicts equal to the codes' for {indexed['same_verdict_ultra_to_full']:.0%}; "
+            f"index {indexed['index_gb']} GB on disk"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(fig, indent=2))
+
+
+def _indexed_queries(folder, alignment, ultra, full, kids, fulls, reference, timed) -> dict:
+    """Warm medians of the same queries from a saved alignment's pair index (aligned first with
+    the public CLI when the folder is absent)."""
+    if not (alignment / "index" / "index.json").is_file():
+        print(f"aligning into {alignment} for the pair index ...", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "splatnlp.mechinterp", "align", str(folder / "full"), str(folder / "ultra"),
+             "--out", str(alignment), "--no-plots", "-q"],
+            check=True,
+        )
+        print(f"aligned in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    u2f, f2u = FeatureMatcher(ultra, full, alignment=alignment), FeatureMatcher(full, ultra, alignment=alignment)
+    if u2f.index is None or f2u.index is None:
+        raise SystemExit(f"{alignment} has no usable pair index for these contexts")
+    u2f.find_matches(int(kids[0]))
+    f2u.find_matches(int(fulls[0]))
+    u_ms, u_reports = timed(u2f, kids)
+    f_ms, _ = timed(f2u, fulls)
+    same = [a.verdict.label == b.verdict.label and a.verdict.parent == b.verdict.parent
+            for a, b in zip(reference, u_reports, strict=True)]
+    size = sum(f.stat().st_size for f in (alignment / "index").iterdir())
+    return {
+        "alignment": str(alignment),
+        "warm_median_ms": {"ultra_to_full": round(statistics.median(u_ms), 2), "full_to_ultra": round(statistics.median(f_ms), 2)},
+        "same_verdict_ultra_to_full": float(np.mean(same)),
+        "index_gb": round(size / 1e9, 2),
+    }
 
 
 if __name__ == "__main__":

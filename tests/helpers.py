@@ -293,3 +293,19 @@ def as_input_format(x: np.ndarray, fmt: str):
         "torch_csr": lambda: torch.from_numpy(x).to_sparse_csr(),
         "torch_csc": lambda: torch.from_numpy(x).to_sparse_csc(),
     }[fmt]()
+
+
+def other_example_set(context_dir: Path, out: Path, name: str) -> Path:
+    """A copy of a context (files linked) whose manifest says it was computed on other examples:
+    every command that compares two contexts must refuse it."""
+    import yaml
+
+    out.mkdir()
+    for item in context_dir.iterdir():
+        if item.name != "context.yaml":
+            (out / item.name).symlink_to(item)
+    manifest = yaml.safe_load((context_dir / "context.yaml").read_text())
+    manifest["name"] = name
+    manifest["example_set"]["fingerprint"] = "sha256:" + "0" * 64
+    (out / "context.yaml").write_text(yaml.safe_dump(manifest))
+    return out

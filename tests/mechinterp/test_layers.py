@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "skill_helpers": 3,
     "demo": 4,
     "state": 4,
+    "report": 4,  # HTML pages over the analysis results; the CLI writes them
     "cli": 5,
     "__main__": 6,
 }

@@ -25,6 +25,11 @@ _EXPORTS = {
     "save_tables": "align.tables",
     "align_features": "align.featurematch",
     "CKAResult": "metrics.results",
+    "ExampleRow": "examples",
+    "FeatureExamples": "examples",
+    "TokenEnrichment": "examples",
+    "WeaponShare": "examples",
+    "feature_examples": "examples",
     "linear_cka": "metrics.cka",
     "FeatureMatcher": "match.matcher",
     "MatchOptions": "match.options",
@@ -48,17 +53,22 @@ __all__ = [
     "CKAResult",
     "Decomposition",
     "DecompositionMember",
+    "ExampleRow",
     "FeatureComparison",
     "FeatureError",
+    "FeatureExamples",
     "FeatureMatch",
     "FeatureMatcher",
     "FeatureSummary",
     "MatchOptions",
     "MatchReport",
     "NullModel",
+    "TokenEnrichment",
     "Verdict",
+    "WeaponShare",
     "align_contexts",
     "align_features",
+    "feature_examples",
     "linear_cka",
     "load_tables",
     "save_tables",
@@ -76,6 +86,13 @@ if TYPE_CHECKING:
         AlignOptions,
     )
     from splatnlp.mechinterp.analysis.align.tables import AlignmentTables, load_tables, save_tables
+    from splatnlp.mechinterp.analysis.examples import (
+        ExampleRow,
+        FeatureExamples,
+        TokenEnrichment,
+        WeaponShare,
+        feature_examples,
+    )
     from splatnlp.mechinterp.analysis.match.matcher import FeatureMatcher
     from splatnlp.mechinterp.analysis.match.options import MatchOptions
     from splatnlp.mechinterp.analysis.match.reports import (

@@ -32,6 +32,8 @@ def _cmd_align(args: argparse.Namespace) -> int:
         cka=args.cka,
         top_token_method=args.top_tokens,
         seed=args.seed,
+        keep_index=not args.no_index,
+        dask=args.dask,
     )
     a = load_context(args.a, contexts_dir=args.contexts_dir)
     b = load_context(args.b, contexts_dir=args.contexts_dir)
@@ -43,8 +45,15 @@ def _cmd_align(args: argparse.Namespace) -> int:
         files["plots"] = lambda path: save_plots(tables, path)
     save_tables(tables, out, files=files)
     plots = sorted(str(f) for f in (out / "plots").glob("*.png")) if not args.no_plots else []
-    payload = {"out": str(out), "plots": plots, "report": tables.report.model_dump(mode="json")}
-    text = tables.report.summary() + f"\n  tables written to {out}" + (f" (plots in {out / 'plots'})" if plots else "")
+    index = out / "index" if (out / "index" / "index.json").is_file() else None
+    payload = {
+        "out": str(out), "plots": plots, "index": None if index is None else str(index),
+        "report": tables.report.model_dump(mode="json"),
+    }
+    text = (
+        tables.report.summary() + f"\n  tables written to {out}" + (f" (plots in {out / 'plots'})" if plots else "")
+        + (f"\n  pair index in {index}: `match --alignment {out}` answers from it" if index else "")
+    )
     emit(args, payload, text)
     return EXIT_OK
 
@@ -76,10 +85,20 @@ def add_align_commands(subparsers: argparse._SubParsersAction) -> None:
     align.add_argument("--null-directions", type=int, default=256, help="random directions in the decoder null (default 256)")
     align.add_argument("--cka", action="store_true", help="also compute linear CKA between the two code matrices")
     align.add_argument(
+        "--dask", default=None, metavar="SCHEDULER",
+        help="compute the pair sums on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
+        "for N local worker processes (needs the dask extra; workers must read both context folders)",
+    )
+    align.add_argument(
         "--top-tokens", default="enrichment", choices=["enrichment", "frequency"],
         help="top-token definition for token overlap (default enrichment)",
     )
     align.add_argument("--seed", type=int, default=0)
     align.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    align.add_argument(
+        "--no-index", action="store_true",
+        help="skip the pair index (index/: 12 bytes per feature pair, 0.6 GB at 2,048 x 24,576) that lets "
+        "`match --alignment` answer without the codes",
+    )
     add_common(align)
     align.set_defaults(func=_cmd_align)

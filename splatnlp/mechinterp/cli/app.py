@@ -35,7 +35,10 @@ from splatnlp.mechinterp.cli.common import (
 )
 from splatnlp.mechinterp.cli.context import add_context_commands
 from splatnlp.mechinterp.cli.demo import add_demo_commands
+from splatnlp.mechinterp.cli.examples import add_examples_commands
 from splatnlp.mechinterp.cli.match import add_match_commands
+from splatnlp.mechinterp.cli.plot import add_plot_commands
+from splatnlp.mechinterp.cli.report import add_report_commands
 from splatnlp.mechinterp.cli.state import add_state_commands
 
 
@@ -52,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     # The order here is the order of COMMAND in --help.
     add_demo_commands(sub)
     add_match_commands(sub)
+    add_examples_commands(sub)
+    add_plot_commands(sub)
     add_align_commands(sub)
+    add_report_commands(sub)
     add_state_commands(sub)
     add_context_commands(sub)
     return parser

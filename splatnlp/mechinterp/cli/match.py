@@ -7,6 +7,7 @@ behind it) is imported only when one of these commands runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -125,6 +126,13 @@ def _stream(args: argparse.Namespace, item) -> None:
 
 def _cmd_match(args: argparse.Namespace) -> int:
     ids, batch = _queries(args)
+    if args.record and args.no_verdict:
+        raise CLIError("--record records the verdict, and --no-verdict skipped it", hint="drop --no-verdict")
+    with _record_store(args) as store:
+        return _answer_match(args, ids, batch, store)
+
+
+def _answer_match(args: argparse.Namespace, ids: list[Any], batch: bool, store) -> int:
     matcher = _matcher(args)
     if batch:
         if args.output:
@@ -135,8 +143,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
                 [feature], n_candidates=args.candidates, n_top_matches=args.top, sort_by=args.sort_by,
                 decompose=not args.no_decomposition,
             )
-            if args.record and hasattr(item, "verdict"):
-                _record_verdict(args, item)
+            if store is not None and hasattr(item, "verdict"):
+                _record_verdict(args, store, item)
             _stream(args, item)
             items.append(item)
         return _emit_batch(args, items, lambda r: r.summary())
@@ -154,25 +162,53 @@ def _cmd_match(args: argparse.Namespace) -> int:
         Path(args.output).write_text(report.model_dump_json(indent=1))
         report = report.model_copy(update={"matches": report.matches[: args.top]})
         report.warnings.append(f"all {report.n_candidates_tested} scored candidates written to {args.output}")
-    if args.record:
-        _record_verdict(args, report)
+    if store is not None:
+        _record_verdict(args, store, report)
     emit(args, report, report.summary())
     return EXIT_OK
 
 
-def _record_verdict(args: argparse.Namespace, report) -> None:
-    """Store the verdict's pairs as links: a larger-side feature's parent, or a smaller-side
-    feature's children among the listed matches. Nothing for novel, unique or dead features
-    (there is no counterpart to link; the report's warning says so)."""
+_STORE_HINT = (
+    "pass --store FILE or set $SPLATNLP_STORE to a writable file; "
+    "`splatnlp-mechinterp state show FEATURE --model MODEL --store FILE` reads it back"
+)
+
+
+def _record_store(args: argparse.Namespace):
+    """The research store ``--record`` writes to, opened and checked writable before any
+    scoring (a bad store then costs nothing, and nothing is half-written); a null context
+    without ``--record``."""
+    import contextlib
+
+    if not args.record:
+        return contextlib.nullcontext(None)
     from splatnlp.mechinterp.state import ResearchStore
 
+    try:
+        store = ResearchStore(args.store)
+    except ValueError as exc:
+        raise CLIError(f"--record needs a writable research store: {exc}", hint=_STORE_HINT) from exc
+    try:
+        store.check_writable()
+    except (ValueError, TimeoutError) as exc:
+        store.close()
+        raise CLIError(f"--record needs a writable research store: {exc}", hint=_STORE_HINT) from exc
+    return store
+
+
+def _record_verdict(args: argparse.Namespace, store, report) -> None:
+    """Store the verdict's pairs as links: a larger-side feature's parent, or a smaller-side
+    feature's children among the listed matches (one transaction). A novel, unique or dead
+    feature gets a "no counterpart" finding with the evidence instead, never a link."""
     verdict = report.verdict
     if verdict is None:
         raise CLIError("--record records the verdict, and --no-verdict skipped it", hint="drop --no-verdict")
     pairs = [verdict.parent] if verdict.parent is not None else list(verdict.children)
     if not pairs:
+        finding = store.record_no_counterpart(report, recorded_by=args.recorded_by)
         report.warnings.append(
-            f"nothing recorded: the verdict is {verdict.label} ({verdict.rule}); a link needs a counterpart"
+            f"no link recorded: the verdict is {verdict.label}; recorded finding #{finding.id} "
+            f"(no_counterpart) on {report.source_model} {report.source_feature}: {finding.summary}"
         )
         return
     listed = {m.target_feature: i for i, m in enumerate(report.matches)}
@@ -183,7 +219,7 @@ def _record_verdict(args: argparse.Namespace, report) -> None:
             f"nothing recorded: the verdict's {report.target_model} feature(s) {missing[:8]} are not "
             "among the listed matches; use the default --sort-by or a larger --top"
         )
-    with ResearchStore() as store:
+    with store.transaction():
         links = [store.record_link_from_report(report, i, recorded_by=args.recorded_by) for i in indices]
     shown = ", ".join(f"{link.target_feature} ({link.relation})" for link in links)
     report.warnings.append(
@@ -198,16 +234,55 @@ def _record_verdict(args: argparse.Namespace, report) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    comparison = _matcher(args).compare_features(args.feature, args.target_feature)
+    plot_path = None
+    if args.plot:  # refused before any scoring: a bad suffix or folder
+        from splatnlp.mechinterp.cli.plot import check_out
+
+        plot_path = check_out(args.plot, option="--plot")
+    matcher = _matcher(args)
+    comparison = matcher.compare_features(args.feature, args.target_feature)
+    c = comparison
+    ex = c.overlap_examples
     text = (
-        f"{comparison.source_model} {comparison.source_feature} vs {comparison.target_model} "
-        f"{comparison.target_feature}: {comparison.notes}\n"
-        f"  shared tokens {comparison.shared_tokens[:8]}\n"
-        f"  source only {comparison.source_only_tokens[:8]}\n"
-        f"  target only {comparison.target_only_tokens[:8]}"
+        f"{c.source_model} {c.source_feature} vs {c.target_model} {c.target_feature}: {c.notes}\n"
+        f"  active on both {c.n_both} (e.g. {ex.get('both', [])}), only source {c.n_only_source} "
+        f"(e.g. {ex.get('only_source', [])}), only target {c.n_only_target} "
+        f"(e.g. {ex.get('only_target', [])}), neither {c.n_neither}\n"
+        f"  shared tokens {c.shared_tokens[:8]}\n"
+        f"  source only {c.source_only_tokens[:8]}\n"
+        f"  target only {c.target_only_tokens[:8]}"
     )
-    emit(args, comparison, text)
+    payload: Any = comparison
+    if plot_path is not None:
+        from splatnlp.mechinterp.cli.plot import save_pair_plot
+
+        drawn = save_pair_plot(matcher, c.source_feature, c.target_feature, plot_path)
+        payload = {**comparison.model_dump(mode="json"), "plot": drawn["out"]}
+        text += f"\n  activation scatter written to {drawn['out']}"
+    emit(args, payload, text)
     return EXIT_OK
+
+
+@functools.cache
+def _recorded_decomposition():
+    """The JSON of ``decompose --record``: the decomposition and what was stored for it."""
+    from splatnlp.mechinterp.analysis.match.reports import Decomposition
+
+    class RecordedDecomposition(Decomposition):
+        recorded: dict[str, Any] | None = None
+        """The stored finding (``id``, ``summary``, ``link_ids``: one parent -> member link per
+        member, ``recorded_by``, ``recorded_at``), as ``state show`` returns it, without the
+        decomposition repeated."""
+
+    return RecordedDecomposition
+
+
+def _record_decomposition(args: argparse.Namespace, store, matcher, d):
+    """Store the whole decomposition ``d`` as one finding with a link per member (relations
+    and scores from one scoring pass of the source); returns ``d`` with ``recorded``."""
+    finding = store.record_decomposition(d, matcher.score_all(d.source_feature), recorded_by=args.recorded_by)
+    recorded = finding.model_dump(mode="json", exclude={"decomposition"})
+    return _recorded_decomposition().model_validate({**d.model_dump(), "recorded": recorded})
 
 
 def _decomposition_text(d) -> str:
@@ -222,19 +297,26 @@ def _decomposition_text(d) -> str:
         f"shared {m.shared_top_tokens[:3]}"
         for m in d.members
     ]
+    recorded = getattr(d, "recorded", None)
+    if recorded:
+        links = ", ".join(f"#{i}" for i in recorded["link_ids"]) or "none"
+        lines.append(f"  recorded finding #{recorded['id']} with links {links}")
     return "\n".join(lines)
 
 
 def _cmd_decompose(args: argparse.Namespace) -> int:
     ids, batch = _queries(args)
-    matcher = _matcher(args)
-    items = []
-    for feature in ids:
-        (item,) = [feature] if _is_error(feature) else matcher.find_decomposition_many([feature])
-        if hasattr(item, "members"):  # --limit lists fewer members; n_members keeps the count
-            item = item.model_copy(update={"members": item.members[: args.limit]})
-        _stream(args, item)
-        items.append(item)
+    with _record_store(args) as store:
+        matcher = _matcher(args)
+        items = []
+        for feature in ids:
+            (item,) = [feature] if _is_error(feature) else matcher.find_decomposition_many([feature])
+            if store is not None and hasattr(item, "members"):  # every member, before --limit
+                item = _record_decomposition(args, store, matcher, item)
+            if hasattr(item, "members"):  # --limit lists fewer members; n_members keeps the count
+                item = item.model_copy(update={"members": item.members[: args.limit]})
+            _stream(args, item)
+            items.append(item)
     if batch:
         return _emit_batch(args, items, _decomposition_text)
     (item,) = items
@@ -303,8 +385,9 @@ def add_match_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     match.add_argument("--permutations", type=int, default=0, help="empirical null with N shuffles (default: analytic)")
     match.add_argument("--output", default=None, help="also write every scored candidate to this JSON file")
-    match.add_argument("--record", action="store_true", help="record the verdict as cross-model links in the research store: the parent of a larger-side feature, or the listed children of a smaller-side one (nothing for novel or unique)")
+    match.add_argument("--record", action="store_true", help="record the verdict in the research store: links to the parent of a larger-side feature, or to the listed children of a smaller-side one; a 'no counterpart' finding (no link) for a novel, unique or dead feature")
     match.add_argument("--recorded-by", default="splatnlp-mechinterp match", help="who records the link")
+    match.add_argument("--store", default=None, metavar="FILE", help="the research store --record writes to (default: $SPLATNLP_STORE, config store_path, <data dir>)")
     match.add_argument(
         "--alignment", default=None, metavar="DIR",
         help="tables written by `align`: the report then says what they hold about the feature "
@@ -316,24 +399,38 @@ def add_match_commands(subparsers: argparse._SubParsersAction) -> None:
     compare = subparsers.add_parser(
         "compare",
         help="every pair metric for one source and one target feature",
-        epilog=examples_epilog("splatnlp-mechinterp compare 18712 1024 --source ultra --json"),
+        epilog=examples_epilog(
+            "splatnlp-mechinterp compare 18712 1024 --source ultra --json",
+            "splatnlp-mechinterp compare 5127 1126 --source ultra --plot pair.png",
+        ),
         formatter_class=fmt,
     )
     compare.add_argument("feature", type=int, help="source feature id")
     compare.add_argument("target_feature", type=int, help="target feature id")
     _matching_options(compare, default_source="ultra")
+    compare.add_argument(
+        "--plot", default=None, metavar="FILE",
+        help="also save the pair's activation scatter (every example, coloured by overlap): "
+        ".png or .svg",
+    )
     add_common(compare)
     compare.set_defaults(func=_cmd_compare)
 
     decompose = subparsers.add_parser(
         "decompose",
         help="the target features that together account for a source feature (is it split?)",
-        epilog=examples_epilog("splatnlp-mechinterp decompose 512 --source full --limit 10 --json"),
+        epilog=examples_epilog(
+            "splatnlp-mechinterp decompose 512 --source full --limit 10 --json",
+            "splatnlp-mechinterp decompose 361 --source full --record --recorded-by me --json  # one finding + a link per member",
+        ),
         formatter_class=fmt,
     )
     decompose.add_argument("feature", nargs="*", help="source feature id(s); '-' reads ids (or JSON lines with a 'feature' key) from stdin")
     _batch_options(decompose)
     _matching_options(decompose, default_source="full")
     decompose.add_argument("--limit", type=int, default=20, help="members to list (default 20); n_members gives the total")
+    decompose.add_argument("--record", action="store_true", help="record each decomposition (every member, whatever --limit) in the research store: one finding on the source with the members' weights and evidence, and a source -> member link per member")
+    decompose.add_argument("--recorded-by", default="splatnlp-mechinterp decompose", help="who records the finding")
+    decompose.add_argument("--store", default=None, metavar="FILE", help="the research store --record writes to (default: $SPLATNLP_STORE, config store_path, <data dir>)")
     add_common(decompose)
     decompose.set_defaults(func=_cmd_decompose)

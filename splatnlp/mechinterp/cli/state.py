@@ -71,11 +71,15 @@ def _link_line(k: CrossModelLink) -> str:
 def _state_text(s: FeatureState) -> str:
     lines = [
         f"{s.model_type} feature {s.feature_id}: {s.label or 'unlabeled'}  "
-        f"({len(s.hypotheses)} hypotheses, {len(s.evidence)} evidence, {len(s.links)} links)"
+        f"({len(s.hypotheses)} hypotheses, {len(s.evidence)} evidence, {len(s.links)} links"
+        + (f", {len(s.findings)} findings)" if s.findings else ")")
     ]
+    if s.label_provenance:
+        lines.append(f"  label {s.label_provenance}")
     lines += [f"  {h.id} {h.status:<10} {h.confidence:.2f}  {h.statement}" for h in s.hypotheses]
     lines += [f"  {e.id} {e.strength:<10} {e.experiment_id}: {e.summary}" for e in s.evidence]
     lines += [f"  {_link_line(k)}" for k in s.links]
+    lines += [f"  finding #{k.id} {k.kind}: {k.summary}" for k in s.findings]
     lines += [f"  pitfall: {p}" for p in s.known_pitfalls]
     if s.created_at is None and not s.links:
         lines.append("  nothing recorded yet")
@@ -281,6 +285,58 @@ def _cmd_import_upstream(args: argparse.Namespace) -> int:
         for i in imported
     )
     emit(args, {"store": path, "imported": imported}, text)
+    return EXIT_OK
+
+
+def _transfer_text(t: Any) -> str:
+    counts: dict[str, int] = {}
+    for p in t.proposals:
+        counts[p.action] = counts.get(p.action, 0) + 1
+    shown = ", ".join(f"{n} {a}" for a, n in counts.items()) or "none"
+    head = (
+        f"{'dry run' if t.dry_run else 'applied'}: {t.n_labelled} labelled {t.from_model} "
+        f"feature(s), {t.n_proposals} proposal(s) for {t.to_model} ({shown}), "
+        f"{len(t.skipped)} skipped"
+        + (f"; {t.n_applied} label(s) written" if not t.dry_run else "; pass --apply to write them")
+    )
+    lines = [head]
+    lines += [
+        f"  {p.source_model} {p.source_feature} {p.source_label!r} -> {p.target_model} "
+        f"{p.target_feature}: {p.action} ({p.provenance}; {p.relation})"
+        + (f" - {p.note}" if p.note else "")
+        for p in t.proposals
+    ]
+    lines += [
+        f"  skipped {t.from_model} {k.source_feature} {k.source_label!r}: {k.reason}"
+        for k in t.skipped
+    ]
+    return "\n".join(lines)
+
+
+def _cmd_transfer_labels(args: argparse.Namespace) -> int:
+    from splatnlp.mechinterp.context import load_context
+    from splatnlp.mechinterp.state import transfer_labels
+
+    if args.from_model == args.to_model:
+        raise CLIError(
+            f"--from and --to are both {args.from_model!r}; transfer from 'ultra' to 'full' or "
+            "from 'full' to 'ultra'",
+            hint=f"run `{PROG} transfer-labels --help`",
+        )
+    source = load_context(args.from_context or args.from_model, contexts_dir=args.contexts_dir)
+    target = load_context(args.to_context or args.to_model, contexts_dir=args.contexts_dir)
+    with _open(args) as store:
+        result = transfer_labels(
+            store,
+            source,
+            target,
+            apply=args.apply,
+            overwrite=args.overwrite,
+            from_model=args.from_model,
+            to_model=args.to_model,
+            n_top_matches=args.top,
+        )
+    emit(args, result, _transfer_text(result))
     return EXIT_OK
 
 
@@ -497,6 +553,36 @@ def add_state_commands(subparsers: argparse._SubParsersAction) -> None:
         _cmd_import_upstream,
     )
     imp.add_argument("files", nargs="+", metavar="FILE", help="upstream state JSON files")
+
+    tl = leaf(
+        actions,
+        "transfer-labels",
+        "propose a label for the counterpart of each labelled feature (dry run unless --apply)",
+        [
+            f"{PROG} transfer-labels --from ultra --to full --json",
+            f"{PROG} transfer-labels --from ultra --to full --apply",
+        ],
+        _cmd_transfer_labels,
+    )
+    tl.add_argument("--from", dest="from_model", required=True, choices=MODELS, help="the labelled model")
+    tl.add_argument("--to", dest="to_model", required=True, choices=MODELS, help="the model to label")
+    tl.add_argument(
+        "--from-context", default=None, metavar="NAME", help="its context (default: the model name)"
+    )
+    tl.add_argument(
+        "--to-context", default=None, metavar="NAME", help="its context (default: the model name)"
+    )
+    tl.add_argument(
+        "--apply",
+        action="store_true",
+        help="write the proposals (each with its provenance); default: dry run",
+    )
+    tl.add_argument(
+        "--overwrite", action="store_true", help="replace labels the targets already have"
+    )
+    tl.add_argument(
+        "--top", type=int, default=20, help="matches listed per query (default 20)"
+    )
     imp.add_argument(
         "--replace", action="store_true", help="overwrite features already in the store"
     )

@@ -33,6 +33,11 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _is_read_only(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused a write because the file (or its folder) cannot be written."""
+    return "readonly" in str(exc).lower()
+
+
 class Database:
     """An open research-state database file, brought to :data:`SCHEMA_VERSION` when opened.
 
@@ -104,6 +109,40 @@ class Database:
 
         self._write(migrate)
 
+    def _not_writable(self, exc: sqlite3.OperationalError) -> ValueError:
+        return ValueError(
+            f"the research store {str(self.path)!r} is not writable ({exc}); nothing was "
+            f"written. Make the file and its folder writable, or point --store / ${ENV_STORE} / "
+            "store_path in the config file at a writable file"
+        )
+
+    def check_writable(self) -> None:
+        """Raise ``ValueError`` naming the file unless this process can write to the store now.
+
+        Takes the write lock and changes nothing (the probe is rolled back); a writer holding
+        the lock longer than ``busy_timeout_s`` gives ``TimeoutError``. Call it before a long
+        computation whose result is to be recorded.
+        """
+        if self._depth:  # inside transaction(): the write lock is already held
+            return
+
+        def attempt() -> None:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                # A no-op update still needs the file writable: SQLite refuses it read-only.
+                self._conn.execute(
+                    "UPDATE schema_meta SET value = value WHERE key = 'schema_version'"
+                )
+            finally:
+                self._conn.execute("ROLLBACK")
+
+        try:
+            self._retrying(attempt)
+        except sqlite3.OperationalError as exc:
+            if not _is_read_only(exc):
+                raise
+            raise self._not_writable(exc) from exc
+
     @property
     def schema_version(self) -> int:
         """The version of the open database (always :data:`SCHEMA_VERSION` once opened)."""
@@ -145,7 +184,12 @@ class Database:
                 raise
             return result
 
-        return self._retrying(attempt)
+        try:
+            return self._retrying(attempt)
+        except sqlite3.OperationalError as exc:
+            if not _is_read_only(exc):
+                raise
+            raise self._not_writable(exc) from exc
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on one consistent snapshot (a read transaction)."""
@@ -180,6 +224,12 @@ class Database:
         try:
             yield self
             self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if not _is_read_only(exc):
+                raise
+            raise self._not_writable(exc) from exc
         except BaseException:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")

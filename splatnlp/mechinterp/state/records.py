@@ -1,9 +1,10 @@
-"""The records of the research-state store: hypotheses, evidence, history, links, feature states.
+"""The records of the research-state store: hypotheses, evidence, history, links, findings,
+feature states.
 
 Pydantic models, validated before anything is written: an invalid record raises
 ``pydantic.ValidationError`` (a ``ValueError``) naming the field. Also here: the allowed values
-(:data:`MODEL_TYPES`, :data:`HYPOTHESIS_STATUSES`, :data:`EVIDENCE_STRENGTHS`), the metrics a link
-keeps (:data:`LINK_SCORE_FIELDS`), the checks of feature keys and ids that the store and the
+(:data:`MODEL_TYPES`, :data:`HYPOTHESIS_STATUSES`, :data:`EVIDENCE_STRENGTHS`,
+:data:`FINDING_KINDS`), the metrics a link keeps (:data:`LINK_SCORE_FIELDS`), the checks of feature keys and ids that the store and the
 manager apply to their arguments, and a feature's Markdown page (``FeatureState.to_markdown``).
 """
 
@@ -27,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from splatnlp.mechinterp.analysis.match.reports import PAIR_METRICS, Relation
+from splatnlp.mechinterp.analysis.match.reports import PAIR_METRICS, Decomposition, Relation
 
 ModelType = Literal["full", "ultra"]
 MODEL_TYPES: tuple[str, ...] = ("full", "ultra")
@@ -35,6 +36,8 @@ HypothesisStatus = Literal["proposed", "testing", "supported", "refuted", "super
 HYPOTHESIS_STATUSES: tuple[str, ...] = ("proposed", "testing", "supported", "refuted", "superseded")
 EvidenceStrength = Literal["strong", "moderate", "weak"]
 EVIDENCE_STRENGTHS: tuple[str, ...] = ("strong", "moderate", "weak")
+FindingKind = Literal["decomposition", "no_counterpart"]
+FINDING_KINDS: tuple[str, ...] = ("decomposition", "no_counterpart")
 
 HypothesisId = Annotated[str, StringConstraints(pattern=r"^h\d{3,}$")]
 EvidenceId = Annotated[str, StringConstraints(pattern=r"^e\d{3,}$")]
@@ -129,6 +132,9 @@ class CrossModelLink(BaseModel):
     None where the metric is undefined, never a made-up number."""
     report: dict[str, Any] | None = None
     """The full ``MatchReport`` as JSON, when the link came from one."""
+    finding_id: int | None = None
+    """The finding this link was recorded with (a decomposition's parent -> member links);
+    None for a link recorded on its own."""
     recorded_by: NonEmptyStr
     """Who recorded it (an agent name, a user, ``cli``)."""
     recorded_at: UTCDatetime = Field(default_factory=utc_now)
@@ -144,6 +150,89 @@ class CrossModelLink(BaseModel):
         return self
 
 
+class NoCounterpart(BaseModel):
+    """The evidence that a feature has no counterpart in the other model: its verdict and the
+    best candidate it was not linked to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verdict_label: str
+    """``novel`` (larger side), ``unique`` (smaller side) or ``dead``."""
+    rule: str
+    """The verdict's rule, with the feature's numbers."""
+    best_candidate: int | None
+    """The listed match with the highest activation correlation (None: no correlation is
+    defined for any listed match, e.g. a dead feature)."""
+    best_candidate_correlation: float | None
+    """Its activation correlation (None with ``best_candidate``)."""
+    best_candidate_score: float | None
+    """Its combined score (None when undefined: ``report.matches[...].undefined`` says why)."""
+    best_candidate_relation: Relation | None
+    """Its relation label."""
+    best_correlation: float | None
+    """The highest correlation over every candidate (``report.best_correlation``)."""
+    best_nesting: float | None = None
+    """Larger side: the verdict's nesting bound in the best-correlated candidate."""
+    n_candidates_tested: int
+    """How many target features were scored."""
+
+
+class Finding(BaseModel):
+    """One result about a feature, recorded as a whole: a decomposition (the parent, each
+    member with its weight and evidence, and one link per member), or "no counterpart found"
+    (the verdict and the best candidate, and no link)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int | None = None
+    """Assigned by the store when recorded; None before."""
+    model_type: ModelType
+    """The model of the feature the finding is about (a decomposition's parent)."""
+    feature_id: int = Field(ge=0)
+    kind: FindingKind
+    """``decomposition`` or ``no_counterpart``."""
+    target_model: ModelType
+    """The other model (where the members are, or where no counterpart was found)."""
+    summary: NonEmptyStr
+    """What was found, in a line."""
+    decomposition: Decomposition | None = None
+    """``decomposition`` findings: the whole decomposition (every member with its weight,
+    correlation and containments; R², coverage, method)."""
+    no_counterpart: NoCounterpart | None = None
+    """``no_counterpart`` findings: the evidence."""
+    link_ids: list[int] = []
+    """The links recorded with the finding (parent -> each member), in member order."""
+    recorded_by: NonEmptyStr
+    recorded_at: UTCDatetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Finding:
+        if self.model_type == self.target_model:
+            raise ValueError(
+                f"model_type and target_model are both {self.model_type!r}; a finding relates "
+                "a 'full' feature to the 'ultra' model or the other way"
+            )
+        payload = {"decomposition": self.decomposition, "no_counterpart": self.no_counterpart}
+        if payload[self.kind] is None or any(
+            v is not None for k, v in payload.items() if k != self.kind
+        ):
+            raise ValueError(
+                f"a {self.kind!r} finding carries exactly its own evidence field ({self.kind!r}); "
+                f"got {sorted(k for k, v in payload.items() if v is not None)}"
+            )
+        d = self.decomposition
+        if d is not None and (d.source_model, d.source_feature, d.target_model) != (
+            self.model_type,
+            self.feature_id,
+            self.target_model,
+        ):
+            raise ValueError(
+                f"the decomposition is of {d.source_model} {d.source_feature} on {d.target_model}, "
+                f"not of {self.model_type} {self.feature_id} on {self.target_model}"
+            )
+        return self
+
+
 class FeatureState(BaseModel):
     """Everything the store holds about one feature."""
 
@@ -153,6 +242,9 @@ class FeatureState(BaseModel):
     model_type: ModelType
     label: str | None = None
     """A short human label, once one is chosen."""
+    label_provenance: str | None = None
+    """Where the label came from when it was not set by hand (``from ultra 5127, r = 0.73,
+    equivalent`` for a transferred label); None otherwise."""
     hypotheses: list[Hypothesis] = []
     """In id order."""
     evidence: list[Evidence] = []
@@ -167,6 +259,9 @@ class FeatureState(BaseModel):
     """Free-form notes; ``add_note`` appends paragraphs."""
     links: list[CrossModelLink] = []
     """Recorded links where this feature is the source or the target."""
+    findings: list[Finding] = []
+    """Findings about this feature (a decomposition of it, "no counterpart found"), oldest
+    first; its members see the links instead."""
     created_at: UTCDatetime | None = None
     """When the store first recorded something about the feature; None if it never did."""
     updated_at: UTCDatetime | None = None
@@ -240,6 +335,8 @@ def _num(x: float | None, spec: str = ".3f") -> str:
 def _state_markdown(s: FeatureState) -> str:
     """The page of ``FeatureState.to_markdown`` (optional sections left out when empty)."""
     out = [f"# {s.model_type} feature {s.feature_id}: {s.label or 'unlabeled'}", ""]
+    if s.label_provenance:
+        out += [f"_Label {s.label_provenance}._", ""]
     if s.updated_at is not None:
         out += [f"_Last updated {s.updated_at:%Y-%m-%d %H:%M} UTC._", ""]
     out += ["## Hypotheses", ""]
@@ -279,6 +376,13 @@ def _state_markdown(s: FeatureState) -> str:
             f"{_num(k.scores.get('combined_score'))} | {k.recorded_at:%Y-%m-%d} by {_cell(k.recorded_by)} |"
             for k in s.links
         ]
+    if s.findings:
+        out += ["", "## Findings", ""]
+        out += [
+            f"- **#{k.id}** {k.kind} ({k.recorded_at:%Y-%m-%d} by {k.recorded_by}): {k.summary}"
+            + (f" — links {', '.join(f'#{i}' for i in k.link_ids)}" if k.link_ids else "")
+            for k in s.findings
+        ]
     if s.known_pitfalls:
         out += ["", "## Known pitfalls", ""] + [f"- {p}" for p in s.known_pitfalls]
     if s.active_constraints:
@@ -293,6 +397,7 @@ def _state_markdown(s: FeatureState) -> str:
 
 __all__ = [
     "EVIDENCE_STRENGTHS",
+    "FINDING_KINDS",
     "HYPOTHESIS_STATUSES",
     "LINK_SCORE_FIELDS",
     "MODEL_TYPES",
@@ -301,11 +406,14 @@ __all__ = [
     "EvidenceId",
     "EvidenceStrength",
     "FeatureState",
+    "Finding",
+    "FindingKind",
     "HistoryEntry",
     "Hypothesis",
     "HypothesisId",
     "HypothesisStatus",
     "ModelType",
+    "NoCounterpart",
     "NonEmptyStr",
     "UTCDatetime",
     "check_feature",

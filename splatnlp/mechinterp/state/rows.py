@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,10 +16,26 @@ from splatnlp.mechinterp.state.records import (
     CrossModelLink,
     Evidence,
     FeatureState,
+    Finding,
     HistoryEntry,
     Hypothesis,
     utc_now,
 )
+
+LINK_COLUMNS: tuple[str, ...] = (
+    "id",
+    "source_model",
+    "source_feature",
+    "target_model",
+    "target_feature",
+    "relation",
+    "scores",
+    "report",
+    "recorded_by",
+    "recorded_at",
+    "finding_id",
+)
+"""The ``links`` columns that :func:`link_from_row` reads, in its order."""
 
 
 def dump_time(dt: datetime) -> str:
@@ -45,14 +61,149 @@ def side_filter(model: str | None, feature: int | None) -> tuple[str, list[Any]]
     return " OR ".join(side), params
 
 
+def link_select(*, with_report: bool = True) -> str:
+    """The column list of a ``SELECT`` that :func:`link_from_row` reads (``report`` as NULL
+    unless ``with_report``)."""
+    return ", ".join(c if with_report or c != "report" else "NULL" for c in LINK_COLUMNS)
+
+
 def append_history(
-    conn: sqlite3.Connection, model_type: str, feature_id: int, action: str, detail: str
+    conn: sqlite3.Connection,
+    model_type: str,
+    feature_id: int,
+    action: str,
+    detail: str,
+    at: datetime | None = None,
 ) -> None:
-    """Append one entry, stamped now, to a feature's history."""
+    """Append one entry, stamped ``at`` (default now), to a feature's history."""
     conn.execute(
         "INSERT INTO history (model_type, feature_id, at, action, detail) VALUES (?, ?, ?, ?, ?)",
-        (model_type, feature_id, dump_time(utc_now()), action, detail),
+        (model_type, feature_id, dump_time(at or utc_now()), action, detail),
     )
+
+
+def touch_feature(
+    conn: sqlite3.Connection, model_type: str, feature_id: int, at: datetime | None = None
+) -> None:
+    """Give a feature its row if it has none (``created_at``), and set ``updated_at``."""
+    now = dump_time(at or utc_now())
+    conn.execute(
+        "INSERT INTO features (model_type, feature_id, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (model_type, feature_id) DO UPDATE SET updated_at = ?",
+        (model_type, feature_id, now, now, now),
+    )
+
+
+def _r(scores: dict[str, float | None]) -> str:
+    r = scores.get("activation_correlation")
+    return "r n/a" if r is None else f"r = {r:.3f}"
+
+
+def insert_link(
+    conn: sqlite3.Connection,
+    link: CrossModelLink,
+    *,
+    finding_id: int | None = None,
+    history_on: tuple[str, ...] = ("source", "target"),
+) -> int:
+    """Insert a link (its ``id`` is ignored), touch both features, and append a ``link_recorded``
+    entry to the history of the sides named in ``history_on``; returns the new id."""
+    cur = conn.execute(
+        "INSERT INTO links (source_model, source_feature, target_model, target_feature, "
+        "relation, scores, report, recorded_by, recorded_at, finding_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            link.source_model,
+            link.source_feature,
+            link.target_model,
+            link.target_feature,
+            link.relation,
+            json.dumps(link.scores),
+            None if link.report is None else json.dumps(link.report),
+            link.recorded_by,
+            dump_time(link.recorded_at),
+            finding_id,
+        ),
+    )
+    lid = int(cur.lastrowid)
+    detail = (
+        f"link #{lid}: {link.source_model} {link.source_feature} -> {link.target_model} "
+        f"{link.target_feature} ({link.relation}, {_r(link.scores)}) by {link.recorded_by}"
+        + (f", with finding #{finding_id}" if finding_id is not None else "")
+    )
+    for side in ("source", "target"):
+        model, feature = getattr(link, f"{side}_model"), getattr(link, f"{side}_feature")
+        touch_feature(conn, model, feature, link.recorded_at)
+        if side in history_on:
+            append_history(conn, model, feature, "link_recorded", detail, link.recorded_at)
+    return lid
+
+
+def insert_finding(
+    conn: sqlite3.Connection, finding: Finding, links: Sequence[CrossModelLink] = ()
+) -> Finding:
+    """Insert a finding and its links (each tagged with the finding), in the caller's
+    transaction: the feature gets one ``finding_recorded`` history entry, each member one
+    ``link_recorded``. Returns the finding as stored (with its id and link ids)."""
+    evidence = finding.decomposition if finding.kind == "decomposition" else finding.no_counterpart
+    touch_feature(conn, finding.model_type, finding.feature_id, finding.recorded_at)
+    cur = conn.execute(
+        "INSERT INTO findings (model_type, feature_id, kind, target_model, summary, evidence, "
+        "recorded_by, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            finding.model_type,
+            finding.feature_id,
+            finding.kind,
+            finding.target_model,
+            finding.summary,
+            evidence.model_dump_json() if evidence is not None else "{}",
+            finding.recorded_by,
+            dump_time(finding.recorded_at),
+        ),
+    )
+    fid = int(cur.lastrowid)
+    # The parent's history says it once, in the finding's entry; each member's says its link.
+    link_ids = [insert_link(conn, k, finding_id=fid, history_on=("target",)) for k in links]
+    shown = ", ".join(f"#{i}" for i in link_ids)
+    append_history(
+        conn,
+        finding.model_type,
+        finding.feature_id,
+        "finding_recorded",
+        f"finding #{fid} ({finding.kind}) by {finding.recorded_by}: {finding.summary}"
+        + (f"; links {shown}" if link_ids else "; no link"),
+        finding.recorded_at,
+    )
+    return finding.model_copy(update={"id": fid, "link_ids": link_ids})
+
+
+def finding_from_row(conn: sqlite3.Connection, row: tuple[Any, ...]) -> Finding:
+    """A finding from a ``findings`` row (``id, model_type, feature_id, kind, target_model,
+    summary, evidence, recorded_by, recorded_at``), with its link ids."""
+    fid, model, feature, kind, target, summary, evidence, by, at = row
+    link_ids = [
+        int(r[0])
+        for r in conn.execute("SELECT id FROM links WHERE finding_id = ? ORDER BY id", (fid,))
+    ]
+    return Finding(
+        id=fid,
+        model_type=model,
+        feature_id=feature,
+        kind=kind,
+        target_model=target,
+        summary=summary,
+        **{kind: json.loads(evidence)},
+        link_ids=link_ids,
+        recorded_by=by,
+        recorded_at=at,
+    )
+
+
+FINDING_SELECT = (
+    "SELECT id, model_type, feature_id, kind, target_model, summary, evidence, recorded_by, "
+    "recorded_at FROM findings"
+)
+"""The ``SELECT`` whose rows :func:`finding_from_row` reads (add a ``WHERE``)."""
 
 
 def next_id(conn: sqlite3.Connection, table: str, letter: str, key: tuple[str, int]) -> str:
@@ -129,15 +280,18 @@ def link_evidence(
 
 
 def insert_state(conn: sqlite3.Connection, state: FeatureState) -> None:
-    """Insert a whole feature state (not its links) for a feature that has no rows yet."""
+    """Insert a whole feature state (not its links or findings) for a feature that has no
+    ``features`` row yet."""
     m, f = state.model_type, state.feature_id
     conn.execute(
-        "INSERT INTO features (model_type, feature_id, label, notes, known_pitfalls, "
-        "active_constraints, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO features (model_type, feature_id, label, label_provenance, notes, "
+        "known_pitfalls, active_constraints, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             m,
             f,
             state.label,
+            state.label_provenance,
             state.notes,
             json.dumps(state.known_pitfalls),
             json.dumps(state.active_constraints),
@@ -189,8 +343,8 @@ def load_hypotheses(conn: sqlite3.Connection, model_type: str, feature_id: int) 
 
 
 def link_from_row(row: tuple[Any, ...]) -> CrossModelLink:
-    """A link from a ``links`` row selected in column order (``report`` may be NULL)."""
-    lid, sm, sf, tm, tf, relation, scores, report, by, at = row
+    """A link from a ``links`` row selected as :func:`link_select` (``report`` may be NULL)."""
+    lid, sm, sf, tm, tf, relation, scores, report, by, at, finding_id = row
     return CrossModelLink(
         id=lid,
         source_model=sm,
@@ -202,6 +356,7 @@ def link_from_row(row: tuple[Any, ...]) -> CrossModelLink:
         report=None if report is None else json.loads(report),
         recorded_by=by,
         recorded_at=at,
+        finding_id=finding_id,
     )
 
 
@@ -212,8 +367,8 @@ def load_state(
     unless ``with_links`` is false."""
     key = (model_type, feature_id)
     row = conn.execute(
-        "SELECT label, notes, known_pitfalls, active_constraints, created_at, updated_at "
-        "FROM features WHERE model_type = ? AND feature_id = ?",
+        "SELECT label, label_provenance, notes, known_pitfalls, active_constraints, created_at, "
+        "updated_at FROM features WHERE model_type = ? AND feature_id = ?",
         key,
     ).fetchone()
     links: list[CrossModelLink] = []
@@ -222,14 +377,13 @@ def load_state(
         links = [
             link_from_row(r)
             for r in conn.execute(
-                "SELECT id, source_model, source_feature, target_model, target_feature, relation, "
-                f"scores, report, recorded_by, recorded_at FROM links WHERE {clauses} ORDER BY id",
+                f"SELECT {link_select()} FROM links WHERE {clauses} ORDER BY id",
                 params,
             )
         ]
     if row is None:
         return FeatureState(feature_id=feature_id, model_type=model_type, links=links)
-    label, notes, pitfalls, constraints, created, updated = row
+    label, provenance, notes, pitfalls, constraints, created, updated = row
     evidence = [
         Evidence(
             id=eid,
@@ -259,6 +413,7 @@ def load_state(
         feature_id=feature_id,
         model_type=model_type,
         label=label,
+        label_provenance=provenance,
         hypotheses=load_hypotheses(conn, model_type, feature_id),
         evidence=evidence,
         active_constraints=json.loads(constraints),
@@ -266,21 +421,34 @@ def load_state(
         history=history,
         notes=notes,
         links=links,
+        findings=[
+            finding_from_row(conn, r)
+            for r in conn.execute(
+                f"{FINDING_SELECT} WHERE model_type = ? AND feature_id = ? ORDER BY id", key
+            ).fetchall()
+        ],
         created_at=created,
         updated_at=updated,
     )
 
 
 __all__ = [
+    "FINDING_SELECT",
+    "LINK_COLUMNS",
     "append_history",
     "dump_time",
+    "finding_from_row",
     "insert_evidence",
+    "insert_finding",
     "insert_hypothesis",
+    "insert_link",
     "insert_state",
     "link_evidence",
     "link_from_row",
+    "link_select",
     "load_hypotheses",
     "load_state",
     "next_id",
     "side_filter",
+    "touch_feature",
 ]

@@ -106,11 +106,36 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX links_by_target ON links (target_model, target_feature)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1,)
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """v2: findings (a decomposition, "no counterpart found") with the links they recorded, and
+    where a label came from (``label_provenance``: a label transfer's match evidence)."""
+    conn.execute("ALTER TABLE features ADD COLUMN label_provenance TEXT")
+    conn.execute(
+        """CREATE TABLE findings (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            model_type TEXT NOT NULL,
+            feature_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            target_model TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            evidence TEXT NOT NULL DEFAULT '{}',
+            recorded_by TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            FOREIGN KEY (model_type, feature_id) REFERENCES features (model_type, feature_id)
+        )"""
+    )
+    conn.execute("CREATE INDEX findings_by_feature ON findings (model_type, feature_id, id)")
+    # No foreign key: ALTER TABLE cannot add one, and a link outlives nothing it points at
+    # (findings are never deleted).
+    conn.execute("ALTER TABLE links ADD COLUMN finding_id INTEGER")
+    conn.execute("CREATE INDEX links_by_finding ON links (finding_id)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_0_to_1, _migrate_1_to_2)
 """``MIGRATIONS[v]`` upgrades a database from version ``v`` to ``v + 1``, inside the caller's
 transaction (SQLite's DDL is transactional: a failed migration leaves the old version intact)."""
 SCHEMA_VERSION = len(MIGRATIONS)
-"""The version this code writes; 1."""
+"""The version this code writes; 2."""
 
 
 def read_version(conn: sqlite3.Connection, path: Path) -> int | None:

@@ -6,8 +6,10 @@
   ``state()``, ``to_markdown()``. Every mutating call also appends a
   :class:`~splatnlp.mechinterp.state.records.HistoryEntry`, in the same transaction.
 * :class:`ResearchStore`: the file: links (``record_link``, ``record_link_from_report``,
-  ``links``), ``feature_state``, exports, and ``import_upstream_state`` for upstream SplatNLP's
-  per-feature JSON files.
+  ``links``), findings (``record_decomposition``, ``record_no_counterpart``, ``findings``),
+  ``feature_state``, exports, and ``import_upstream_state`` for upstream SplatNLP's
+  per-feature JSON files. Every link or finding touches each feature it names (``created_at``,
+  ``updated_at``) and appends a history entry to it, in the same transaction.
 
 The two share this module because each builds the other: ``ResearchStore.manager`` returns a
 manager on the store, and a manager given no store opens the default one. Connections, locking
@@ -18,8 +20,9 @@ is in :mod:`~splatnlp.mechinterp.state.rows`.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +30,16 @@ from pydantic import TypeAdapter
 
 from splatnlp.mechinterp.state.db import Database
 from splatnlp.mechinterp.state.records import (
+    FINDING_KINDS,
     LINK_SCORE_FIELDS,
     CrossModelLink,
     Evidence,
     EvidenceId,
     FeatureState,
+    Finding,
     Hypothesis,
     HypothesisId,
+    NoCounterpart,
     NonEmptyStr,
     check_feature,
     check_model,
@@ -42,23 +48,50 @@ from splatnlp.mechinterp.state.records import (
     valid_id,
 )
 from splatnlp.mechinterp.state.rows import (
+    FINDING_SELECT,
     append_history,
     dump_time,
+    finding_from_row,
     insert_evidence,
+    insert_finding,
     insert_hypothesis,
+    insert_link,
     insert_state,
     link_evidence,
     link_from_row,
+    link_select,
     load_hypotheses,
     load_state,
     next_id,
     side_filter,
+    touch_feature,
 )
 from splatnlp.mechinterp.state.schema import SCHEMA_VERSION
 from splatnlp.mechinterp.state.upstream import load_upstream_state
 
 if TYPE_CHECKING:
-    from splatnlp.mechinterp.analysis.match.reports import MatchReport
+    from splatnlp.mechinterp.analysis.match.reports import Decomposition, MatchReport
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float, None where it is undefined (NaN, inf or None)."""
+    if value is None:
+        return None
+    x = float(value)
+    return x if math.isfinite(x) else None
+
+
+def _decomposition_summary(d: Decomposition) -> str:
+    r2 = "n/a" if d.r_squared is None else f"{d.r_squared:.3f}"
+    cov = "n/a" if d.coverage is None else f"{d.coverage:.3f}"
+    ids = [m.feature for m in d.members]
+    shown = ", ".join(str(i) for i in ids[:12]) + (" ..." if len(ids) > 12 else "")
+    me = f"{d.source_model} {d.source_feature}"
+    if d.is_split:
+        return f"{me} split into {len(ids)} {d.target_model} features [{shown}] (R^2 {r2}, coverage {cov})"
+    if ids:
+        return f"{me}: one {d.target_model} member [{shown}], not split (R^2 {r2}, coverage {cov})"
+    return f"{me}: no {d.target_model} member ({d.n_considered} candidates considered)"
 
 
 class ResearchStore(Database):
@@ -78,28 +111,14 @@ class ResearchStore(Database):
 
     # links
     def record_link(self, link: CrossModelLink | Mapping[str, Any]) -> int:
-        """Validate and store one link; returns the id the store gave it (``link.id`` is ignored)."""
+        """Validate and store one link; returns the id the store gave it (``link.id`` and
+        ``link.finding_id`` are ignored: a finding's links are recorded with it).
+
+        Both features get a row if they had none (``created_at``), their ``updated_at`` and a
+        ``link_recorded`` history entry, in the same transaction.
+        """
         link = link if isinstance(link, CrossModelLink) else CrossModelLink.model_validate(link)
-
-        def insert(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "INSERT INTO links (source_model, source_feature, target_model, target_feature, "
-                "relation, scores, report, recorded_by, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    link.source_model,
-                    link.source_feature,
-                    link.target_model,
-                    link.target_feature,
-                    link.relation,
-                    json.dumps(link.scores),
-                    None if link.report is None else json.dumps(link.report),
-                    link.recorded_by,
-                    dump_time(link.recorded_at),
-                ),
-            )
-            return int(cur.lastrowid)
-
-        return self._write(insert)
+        return self._write(lambda conn: insert_link(conn, link))
 
     def record_link_from_report(
         self, report: MatchReport, match_index: int = 0, *, recorded_by: str
@@ -150,14 +169,167 @@ class ResearchStore(Database):
             raise ValueError(f"limit {limit} is negative; expected a count >= 0")
         clauses, params = side_filter(model, feature)
         sql = (
-            "SELECT id, source_model, source_feature, target_model, target_feature, relation, "
-            f"scores, {'report' if with_report else 'NULL'}, recorded_by, recorded_at FROM links"
+            f"SELECT {link_select(with_report=with_report)} FROM links"
             + (f" WHERE {clauses}" if clauses else "")
             + " ORDER BY id"
             + (f" LIMIT {int(limit)}" if limit is not None else "")
         )
         rows = self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [link_from_row(r) for r in rows]
+
+    # findings
+    def record_decomposition(
+        self,
+        decomposition: Decomposition,
+        pair_scores: Mapping[str, Sequence[Any]],
+        *,
+        recorded_by: str,
+    ) -> Finding:
+        """Record a decomposition as one finding on its source feature, with one link from the
+        source to each member, all in one transaction.
+
+        Parameters
+        ----------
+        decomposition : Decomposition
+            ``FeatureMatcher.find_decomposition(f)`` with every member (not cut by a display
+            limit: ``len(members)`` must equal ``n_members``).
+        pair_scores : dict of arrays of shape (n_target_features,)
+            ``FeatureMatcher.score_all(f)`` of the same source: each link's ``relation`` and
+            scores (every pair metric, ``combined_score``, ``p_value``; None where NaN) are
+            read at the member's index; the member's NNLS ``weight`` joins the scores.
+        recorded_by : str
+            Who records it.
+
+        Returns the stored finding (its ``id``, ``link_ids`` in member order). The source gets
+        one ``finding_recorded`` history entry, each member a ``link_recorded`` one. Invalid
+        input raises ``ValueError`` before anything is written.
+        """
+        d = decomposition
+        if len(d.members) != d.n_members:
+            raise ValueError(
+                f"the decomposition of {d.source_model} {d.source_feature} lists "
+                f"{len(d.members)} of its {d.n_members} members; record the whole decomposition "
+                "(FeatureMatcher.find_decomposition), not one cut for display"
+            )
+        if "relation" not in pair_scores:
+            raise ValueError(
+                f"pair_scores has no 'relation' (keys: {sorted(pair_scores)}); pass "
+                f"FeatureMatcher.score_all({d.source_feature}) of the decomposed feature"
+            )
+        n_targets = len(pair_scores["relation"])
+        for m in d.members:
+            if not 0 <= m.feature < n_targets:
+                raise ValueError(
+                    f"member {d.target_model} {m.feature} is out of range for pair_scores of "
+                    f"length {n_targets}; pass FeatureMatcher.score_all({d.source_feature})"
+                )
+        now = utc_now()
+        links = [
+            CrossModelLink(
+                source_model=d.source_model,
+                source_feature=d.source_feature,
+                target_model=d.target_model,
+                target_feature=m.feature,
+                relation=str(pair_scores["relation"][m.feature]),
+                scores={
+                    **{
+                        name: _finite(pair_scores[name][m.feature])
+                        for name in LINK_SCORE_FIELDS
+                        if name in pair_scores
+                    },
+                    "weight": m.weight,
+                },
+                recorded_by=recorded_by,
+                recorded_at=now,
+            )
+            for m in d.members
+        ]
+        finding = Finding(
+            model_type=d.source_model,
+            feature_id=d.source_feature,
+            kind="decomposition",
+            target_model=d.target_model,
+            summary=_decomposition_summary(d),
+            decomposition=d,
+            recorded_by=recorded_by,
+            recorded_at=now,
+        )
+        return self._write(lambda conn: insert_finding(conn, finding, links))
+
+    def record_no_counterpart(self, report: MatchReport, *, recorded_by: str) -> Finding:
+        """Record "no counterpart found" on a report's source feature: its verdict (``novel``,
+        ``unique`` or ``dead``), the rule, and the best candidate it was not linked to. No link
+        is written.
+
+        ``ValueError`` if the report has no verdict (``MatchOptions(verdict=False)``) or its
+        verdict has a counterpart (record that with :meth:`record_link_from_report`).
+        """
+        v = report.verdict
+        me = f"{report.source_model} feature {report.source_feature}"
+        if v is None:
+            raise ValueError(
+                f"the report on {me} has no verdict (MatchOptions(verdict=False)); a "
+                "'no counterpart' finding records the verdict's evidence"
+            )
+        if not report.is_unique:
+            raise ValueError(
+                f"the verdict of {me} is {v.label!r}, which has a counterpart in "
+                f"{report.target_model}; record its pairs with record_link_from_report"
+            )
+        scored = [m for m in report.matches if m.activation_correlation is not None]
+        best = max(scored, key=lambda m: (m.activation_correlation, -m.rank)) if scored else None
+        evidence = NoCounterpart(
+            verdict_label=v.label,
+            rule=v.rule,
+            best_candidate=None if best is None else best.target_feature,
+            best_candidate_correlation=None if best is None else best.activation_correlation,
+            best_candidate_score=None if best is None else best.combined_score,
+            best_candidate_relation=None if best is None else best.relation,
+            best_correlation=report.best_correlation,
+            best_nesting=v.best_nesting,
+            n_candidates_tested=report.n_candidates_tested,
+        )
+        if best is None:
+            shown = "no listed candidate has a defined correlation"
+        else:
+            shown = (
+                f"best candidate {report.target_model} {best.target_feature} "
+                f"(r = {best.activation_correlation:.3f}, {best.relation})"
+            )
+        finding = Finding(
+            model_type=report.source_model,
+            feature_id=report.source_feature,
+            kind="no_counterpart",
+            target_model=report.target_model,
+            summary=f"no {report.target_model} counterpart: verdict {v.label}; {shown}",
+            no_counterpart=evidence,
+            recorded_by=recorded_by,
+        )
+        return self._write(lambda conn: insert_finding(conn, finding))
+
+    def findings(
+        self, model: str | None = None, feature: int | None = None, *, kind: str | None = None
+    ) -> list[Finding]:
+        """Findings about ``model``/``feature`` (their subject, not their members), oldest first."""
+        where, params = [], []
+        if model is not None:
+            check_model(model)
+            where.append("model_type = ?")
+            params.append(model)
+        if feature is not None:
+            where.append("feature_id = ?")
+            params.append(check_feature(feature))
+        if kind is not None:
+            if kind not in FINDING_KINDS:
+                raise ValueError(
+                    f"finding kind {kind!r} is not known; expected one of {list(FINDING_KINDS)}"
+                )
+            where.append("kind = ?")
+            params.append(kind)
+        sql = FINDING_SELECT + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY id"
+        return self._read(
+            lambda conn: [finding_from_row(conn, r) for r in conn.execute(sql, params).fetchall()]
+        )
 
     def count_links(self, model: str | None = None, feature: int | None = None) -> int:
         """How many links :meth:`links` would return without a limit."""
@@ -178,6 +350,19 @@ class ResearchStore(Database):
             ).fetchall()
         )
         return [(m, int(f)) for m, f in rows]
+
+    def labels(self, model_type: str) -> dict[int, tuple[str, str | None]]:
+        """Every labelled feature of ``model_type``: feature id -> (label, its provenance or
+        None), in id order."""
+        check_model(model_type)
+        rows = self._read(
+            lambda conn: conn.execute(
+                "SELECT feature_id, label, label_provenance FROM features "
+                "WHERE model_type = ? AND label IS NOT NULL ORDER BY feature_id",
+                (model_type,),
+            ).fetchall()
+        )
+        return {int(f): (label, provenance) for f, label, provenance in rows}
 
     def feature_state(self, feature_id: int, model_type: str) -> FeatureState:
         """Everything about one feature (an empty state if nothing was recorded)."""
@@ -204,10 +389,7 @@ class ResearchStore(Database):
                 )
                 for m, f in keys
             ]
-            rows = conn.execute(
-                "SELECT id, source_model, source_feature, target_model, target_feature, "
-                "relation, scores, report, recorded_by, recorded_at FROM links ORDER BY id"
-            ).fetchall()
+            rows = conn.execute(f"SELECT {link_select()} FROM links ORDER BY id").fetchall()
             return {
                 "schema_version": SCHEMA_VERSION,
                 "exported_at": dump_time(utc_now()),
@@ -231,8 +413,9 @@ class ResearchStore(Database):
         source : path or dict
             The JSON file, or its parsed content.
         replace : bool
-            Overwrite the feature's existing state (links are kept). Without it, a feature that
-            already has hypotheses, evidence or history here is refused.
+            Overwrite the feature's existing state (links, findings and their history entries
+            are kept). Without it, a feature that already has hypotheses, evidence or other
+            history here is refused.
 
         Returns the imported state as stored. Malformed input raises ``ValueError`` naming the
         field (``hypotheses[1].id``); nothing is written then.
@@ -245,7 +428,8 @@ class ResearchStore(Database):
             existing = conn.execute(
                 "SELECT (SELECT COUNT(*) FROM hypotheses WHERE model_type = ? AND feature_id = ?),"
                 " (SELECT COUNT(*) FROM evidence WHERE model_type = ? AND feature_id = ?),"
-                " (SELECT COUNT(*) FROM history WHERE model_type = ? AND feature_id = ?)",
+                " (SELECT COUNT(*) FROM history WHERE model_type = ? AND feature_id = ?"
+                f" AND action NOT IN {_KEPT_HISTORY})",
                 key * 3,
             ).fetchone()
             if any(existing) and not replace:
@@ -255,8 +439,16 @@ class ResearchStore(Database):
                     f"{existing[2]} history entries); pass replace=True (CLI: --replace) to "
                     "overwrite it"
                 )
-            for table in ("hypothesis_evidence", "hypotheses", "evidence", "history", "features"):
+            # The kept history and findings point at the features row, which is replaced: check
+            # those foreign keys at COMMIT, when the new row is there (reset after the transaction).
+            conn.execute("PRAGMA defer_foreign_keys = ON")
+            for table in ("hypothesis_evidence", "hypotheses", "evidence", "features"):
                 conn.execute(f"DELETE FROM {table} WHERE model_type = ? AND feature_id = ?", key)
+            conn.execute(
+                "DELETE FROM history WHERE model_type = ? AND feature_id = ? "
+                f"AND action NOT IN {_KEPT_HISTORY}",
+                key,
+            )
             insert_state(conn, state)
             append_history(
                 conn,
@@ -269,6 +461,10 @@ class ResearchStore(Database):
 
         self._write(write)
         return self.feature_state(state.feature_id, state.model_type)
+
+
+_KEPT_HISTORY = "('link_recorded', 'finding_recorded')"
+"""History actions that an upstream import keeps, with the links and findings they describe."""
 
 
 # -- one feature -----------------------------------------------------------------------------
@@ -312,12 +508,7 @@ class ResearchStateManager:
         return self.model_type, self.feature_id
 
     def _touch(self, conn: sqlite3.Connection) -> None:
-        now = dump_time(utc_now())
-        conn.execute(
-            "INSERT INTO features (model_type, feature_id, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (model_type, feature_id) DO UPDATE SET updated_at = ?",
-            (*self._key, now, now, now),
-        )
+        touch_feature(conn, *self._key)
 
     def state(self) -> FeatureState:
         """Everything recorded about this feature, links from both sides included."""
@@ -327,18 +518,28 @@ class ResearchStateManager:
         """The state as a Markdown page."""
         return self.state().to_markdown()
 
-    def set_label(self, label: str | None) -> None:
-        """Set (or with None, clear) the feature's label."""
+    def set_label(self, label: str | None, *, provenance: str | None = None) -> None:
+        """Set (or with None, clear) the feature's label.
+
+        ``provenance`` says where the label came from when it was not chosen by hand (a label
+        transfer: ``from ultra 5127, r = 0.73, equivalent``); it is stored beside the label
+        (``FeatureState.label_provenance``) and in the history entry, and a label set without
+        one clears it.
+        """
         if label is not None:
             label = TypeAdapter(NonEmptyStr).validate_python(label)
+        if provenance is not None:
+            provenance = TypeAdapter(NonEmptyStr).validate_python(provenance)
 
         def write(conn: sqlite3.Connection) -> None:
             self._touch(conn)
             conn.execute(
-                "UPDATE features SET label = ? WHERE model_type = ? AND feature_id = ?",
-                (label, *self._key),
+                "UPDATE features SET label = ?, label_provenance = ? "
+                "WHERE model_type = ? AND feature_id = ?",
+                (label, provenance, *self._key),
             )
-            append_history(conn, *self._key, "label_set", f"label: {label!r}")
+            detail = f"label: {label!r}" + (f" ({provenance})" if provenance else "")
+            append_history(conn, *self._key, "label_set", detail)
 
         self.store._write(write)
 

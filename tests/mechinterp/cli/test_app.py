@@ -100,7 +100,7 @@ def test_python_dash_m_runs(demo_contexts: Path) -> None:
 
 def test_commands_in_help_order() -> None:
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert list(sub.choices) == ["demo", "match", "compare", "decompose", "align", "state", "context"]
+    assert list(sub.choices) == ["demo", "match", "compare", "decompose", "examples", "plot", "align", "report", "state", "context"]
 
 
 def test_importing_the_cli_and_building_its_parser_imports_no_torch() -> None:

@@ -142,7 +142,10 @@ def test_record_stores_the_verdicts_pairs(demo_contexts: Path, capsys: pytest.Ca
     assert code == 0 and doc["verdict"]["label"] == "novel" and doc["is_unique"]
     with ResearchStore() as store:
         assert store.links("ultra", novel, with_report=False) == []
-    assert any(w.startswith("nothing recorded: the verdict is novel") for w in doc["warnings"])
+    assert any(w.startswith("no link recorded: the verdict is novel; recorded finding #") for w in doc["warnings"])
+    with ResearchStore() as store:  # the finding says so, with the evidence, on that feature
+        (finding,) = store.findings("ultra", novel)
+        assert finding.kind == "no_counterpart"
 
 
 def test_match_answers_several_features_in_one_document(demo_contexts: Path, capsys: pytest.CaptureFixture[str]) -> None:

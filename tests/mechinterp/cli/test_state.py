@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import other_example_set
 
 import splatnlp.mechinterp.cli.app as app
 from splatnlp.mechinterp.cli.common import (
@@ -26,7 +27,7 @@ from splatnlp.mechinterp.cli.common import (
     Parser,
 )
 from splatnlp.mechinterp.cli.state import add_state_commands
-from splatnlp.mechinterp.state import ResearchStore
+from splatnlp.mechinterp.state import SCHEMA_VERSION, ResearchStore
 
 ROOT = Path(__file__).resolve().parents[3]
 SKILL = ROOT / "skills" / "mechinterp-state" / "SKILL.md"
@@ -197,6 +198,7 @@ def test_workflow_in_json(run: Run, db: Path) -> None:
         "evidence_added",
         "evidence_added",
         "hypothesis_updated",
+        "link_recorded",  # the link's target side
     ]
     (link,) = show["links"]  # recorded with ultra 18712 as the target
     assert link["source_feature"] == 512 and link["report"] is None
@@ -437,13 +439,13 @@ def _history_len(db: Path) -> int:
 def test_newer_store_is_refused(run: Run, db: Path) -> None:
     ResearchStore(db).close()
     with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE schema_meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute("UPDATE schema_meta SET value = '9' WHERE key = 'schema_version'")
     err = _error(run, EXIT_BAD_INPUT, "state", "show", "1", "--model", "full")
     assert err["type"] == "StoreVersionError"
     assert (
         str(db) in err["message"]
-        and "schema version 2" in err["message"]
-        and "up to 1" in err["message"]
+        and "schema version 9" in err["message"]
+        and f"up to {SCHEMA_VERSION}" in err["message"]
     )
 
 
@@ -460,6 +462,7 @@ COMMANDS = [
     ["state", "link", "list"],
     ["state", "export"],
     ["state", "import-upstream"],
+    ["state", "transfer-labels"],
 ]
 
 
@@ -492,7 +495,9 @@ def _skill_command_lines() -> list[str]:
     ]
 
 
-def test_skill_command_lines_run_in_order_on_a_fresh_store(run: Run, isolated_env: Path) -> None:
+def test_skill_command_lines_run_in_order_on_a_fresh_store(
+    run: Run, isolated_env: Path, demo_contexts: Path
+) -> None:
     lines = _skill_command_lines()
     assert len(lines) >= 6
     for line in lines:
@@ -502,5 +507,68 @@ def test_skill_command_lines_run_in_order_on_a_fresh_store(run: Run, isolated_en
             json.loads(out)
     with ResearchStore(isolated_env / "research_state.sqlite") as s:
         state = s.feature_state(18712, "ultra")
-    assert state.hypothesis("h001").status == "supported"
-    assert state.hypothesis("h001").supporting_evidence == ["e001"]
+        assert state.hypothesis("h001").status == "supported"
+        assert state.hypothesis("h001").supporting_evidence == ["e001"]
+        # The findings section: a split, a feature without counterpart, a transferred label.
+        assert [f.kind for f in s.findings("full", 361)] == ["decomposition"]
+        assert [f.kind for f in s.findings("ultra", 12)] == ["no_counterpart"]
+        ((target, (label, provenance)),) = s.labels("full").items()
+        assert label == "Swim Speed Up stacker" and provenance.startswith("from ultra 18712, r = ")
+
+
+# -- transfer-labels -------------------------------------------------------------------------
+def test_transfer_labels_dry_run_then_apply(run: Run, db: Path, demo_contexts: Path) -> None:
+    from splatnlp.mechinterp.demo.build import load_ground_truth
+
+    truth = load_ground_truth(demo_contexts)
+    child, novel = truth.ultra_class.index("child"), truth.ultra_class.index("novel")
+    _json(run, "state", "label", str(child), "--model", "ultra", "Swim Speed stacker")
+    _json(run, "state", "label", str(novel), "--model", "ultra", "no twin")
+    dry = _json(run, "state", "transfer-labels", "--from", "ultra", "--to", "full")
+    assert dry["dry_run"] and dry["n_labelled"] == 2 and dry["n_applied"] == 0
+    (p,) = dry["proposals"]
+    assert p["source_feature"] == child and p["action"] == "set" and p["applied"] is False
+    assert p["provenance"] == f"from ultra {child}, r = {p['correlation']:.2f}, {p['verdict_label']}"
+    assert [k["source_feature"] for k in dry["skipped"]] == [novel]
+    assert _json(run, "state", "show", str(p["target_feature"]), "--model", "full")["state"]["label"] is None
+
+    code, out, _ = run("state", "transfer-labels", "--from", "ultra", "--to", "full", "--apply")
+    assert code == EXIT_OK
+    lines = out.splitlines()
+    assert lines[0].startswith("applied: 2 labelled ultra feature(s), 1 proposal(s) for full (1 set)")
+    assert lines[0].endswith("1 skipped; 1 label(s) written")
+    assert lines[1].startswith(f"  ultra {child} 'Swim Speed stacker' -> full {p['target_feature']}: set (")
+    assert lines[2].startswith(f"  skipped ultra {novel} 'no twin': no full counterpart: verdict novel")
+    state = _json(run, "state", "show", str(p["target_feature"]), "--model", "full")["state"]
+    assert state["label"] == "Swim Speed stacker" and state["label_provenance"] == p["provenance"]
+    code, out, _ = run("state", "show", str(p["target_feature"]), "--model", "full")
+    assert f"  label {p['provenance']}" in out.splitlines()
+
+
+def test_transfer_labels_refuses_bad_models_and_other_example_sets(
+    run: Run, db: Path, demo_contexts: Path, tmp_path: Path
+) -> None:
+    err = _error(run, EXIT_BAD_INPUT, "state", "transfer-labels", "--from", "medium", "--to", "full")
+    assert "invalid choice: 'medium'" in err["message"]
+    err = _error(run, EXIT_BAD_INPUT, "state", "transfer-labels", "--from", "ultra", "--to", "ultra")
+    assert err["message"].startswith("--from and --to are both 'ultra'")
+    err = _error(
+        run, EXIT_BAD_INPUT, "state", "transfer-labels", "--from", "ultra", "--to", "full",
+        "--from-context", "full",
+    )
+    assert "context 'full'" in err["message"] and "not 'ultra' (--from ultra)" in err["message"]
+    err = _error(
+        run, EXIT_MISSING, "state", "transfer-labels", "--from", "ultra", "--to", "full",
+        "--to-context", "nowhere",
+    )
+    assert "no context named 'nowhere'" in err["message"]
+    _json(run, "state", "label", "3", "--model", "ultra", "x")
+    before = _json(run, "state", "export", "--format", "json")["content"]["features"]
+    other = other_example_set(demo_contexts / "full", tmp_path / "full-b", "full-b")
+    err = _error(
+        run, EXIT_BAD_INPUT, "state", "transfer-labels", "--from", "ultra", "--to", "full",
+        "--to-context", str(other), "--apply",
+    )
+    assert "contexts 'ultra'" in err["message"] and "'full-b'" in err["message"]
+    assert "different example sets" in err["message"] and str(other) in err["message"]
+    assert _json(run, "state", "export", "--format", "json")["content"]["features"] == before

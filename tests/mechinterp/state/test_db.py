@@ -29,7 +29,7 @@ def test_connection_settings(store: ResearchStore, db: Path) -> None:
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
-    assert store.schema_version == SCHEMA_VERSION == 1
+    assert store.schema_version == SCHEMA_VERSION == 2
     with sqlite3.connect(db) as other:  # WAL is a property of the file, not of one connection
         assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -58,7 +58,8 @@ def test_transaction_groups_writes_and_rolls_back_together(store: ResearchStore)
         store.manager(3, "ultra").add_hypothesis("claim")
         raise RuntimeError("boom")
     assert store.count_links() == 2
-    assert store.features() == []
+    # The two committed links' sides (a link touches both); nothing of the rolled-back writes.
+    assert store.features() == [("full", 512), ("ultra", 1), ("ultra", 2)]
 
 
 # -- concurrency and crashes -----------------------------------------------------------------

@@ -17,7 +17,7 @@ def test_newer_schema_is_refused(db: Path) -> None:
     ResearchStore(db).close()
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE schema_meta SET value = '7' WHERE key = 'schema_version'")
-    with pytest.raises(StoreVersionError, match=rf"{db.name}' has schema version 7, .* up to 1"):
+    with pytest.raises(StoreVersionError, match=rf"{db.name}' has schema version 7, .* up to 2"):
         ResearchStore(db)
 
 
@@ -70,7 +70,7 @@ def test_version_0_store_is_migrated_and_keeps_its_data(tmp_path: Path) -> None:
     assert "history" not in _columns(old) and "report" not in _columns(old)["links"]
 
     with ResearchStore(old) as s:
-        assert s.schema_version == 1
+        assert s.schema_version == 2
         state = s.feature_state(18712, "ultra")
         assert state.label == "SSU stacker" and state.notes == "old notes"
         assert state.hypothesis("h001").supporting_evidence == ["e001"]

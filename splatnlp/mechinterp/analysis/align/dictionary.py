@@ -7,9 +7,11 @@ One streamed pass over both contexts' CSR codes accumulates, for every pair ``(i
 from which the pair metrics of :mod:`splatnlp.mechinterp.analysis.metrics.pairs` follow exactly
 (Pearson from sufficient statistics, containments, co-activation Jaccard), the same numbers
 :meth:`FeatureMatcher.score_all` gives one source at a time. Memory is bounded by the
-accumulators (two float64 arrays of shape (K_a, K_b): 0.8 GB at 24,576 x 2,048) and one chunk of
-rows; dense codes of shape (n_examples, n_features) are never built. Per chunk, the side with
-more features stays sparse and the other is densified (``chunk_size`` rows of it).
+accumulators (two float64 arrays of shape (K_a, K_b): 0.8 GB at 24,576 x 2,048), the float32 pair
+index kept for ``save_tables`` (0.6 GB there; ``AlignOptions(keep_index=False)`` drops it) and one
+chunk of rows; dense codes of shape (n_examples, n_features) are never built. The default kernel
+visits only co-active pairs (``analysis/metrics/kernels.py``); the fallback densifies the side
+with fewer features per chunk (``chunk_size`` rows of it).
 
 Decoder cosine (weights only) and top-token Jaccard (``analysis/tokens.py``) are all-pairs too.
 From the six matrices: each feature's best match by every metric, a many-to-one parent
@@ -17,8 +19,8 @@ assignment (each feature of the larger dictionary to its best-correlated feature
 a one-to-one Hungarian assignment when the sizes are comparable, a class for every feature, and
 a cheap null (one permutation of the example order for a random subset of features; random unit
 directions for the decoder), a heatmap block for the plots (``analysis/plots.py``) and, with
-``options.cka``, linear CKA of the two code matrices (``analysis/cka.py``). The streamed products
-are in ``analysis/streaming.py``.
+``options.cka``, linear CKA of the two code matrices (``analysis/metrics/cka.py``). The streamed
+products are in ``analysis/metrics/streamed.py``.
 
 Undefined values are NaN in the arrays (never 0.0), following :class:`FeatureMatcher`:
 correlation where either feature is active on fewer than ``min_active`` examples or has zero
@@ -42,6 +44,7 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 
+from splatnlp.mechinterp.analysis.align.index import index_meta
 from splatnlp.mechinterp.analysis.align.report import (
     BLOCK_ARRAYS,
     LARGE_CLASSES,
@@ -58,6 +61,7 @@ from splatnlp.mechinterp.analysis.align.report import (
     NullSummary,
 )
 from splatnlp.mechinterp.analysis.align.tables import AlignmentTables, load_tables, save_tables
+from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics import pairs as M
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.cka import linear_cka
@@ -126,12 +130,15 @@ def _token_jaccard(
 ) -> np.ndarray:
     # Dense float32 product: the token space is small (~200), and a sparse product with a
     # nearly dense (K_a, K_b) result was 4x slower. Counts <= n_top_tokens are exact in float32.
+    # The ratio stays in float32: Jaccards of sets of <= n_top_tokens differ by >= 1/(2n)^2, far
+    # above float32's rounding, so every order and tie is the float64 one (half the memory).
     sets_a = a.token_sets.toarray().astype(np.float32)
     sets_b = b.token_sets.toarray().astype(np.float32)
-    inter = (sets_a @ sets_b.T).astype(np.float64)
+    inter = sets_a @ sets_b.T
     union = sets_a.sum(1)[:, None] + sets_b.sum(1)[None, :] - inter
     with np.errstate(invalid="ignore", divide="ignore"):
-        jac = np.where(union > 0, inter / np.where(union > 0, union, 1.0), np.nan)
+        union[union <= 0] = np.nan  # 0 / NaN = NaN: undefined where both sets are empty
+        jac = np.divide(inter, union, out=inter)
     # A dead feature has no top examples to take tokens from: undefined, not "no overlap".
     jac[count_a == 0, :] = np.nan
     jac[:, count_b == 0] = np.nan
@@ -140,13 +147,8 @@ def _token_jaccard(
 
 def _best(matrix: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Best index and score along ``axis`` (1: each row's best column); -1 / NaN when none."""
-    filled = np.nan_to_num(matrix, nan=-np.inf, neginf=-np.inf)
-    idx = np.argmax(filled, axis=axis)
-    score = np.take_along_axis(filled, np.expand_dims(idx, axis), axis).squeeze(axis)
-    none = ~np.isfinite(score)
-    return np.where(none, -1, idx).astype(np.int64), np.where(none, np.nan, score).astype(
-        np.float64
-    )
+    rows, cols = kernels.best_of_rows_and_columns(matrix)
+    return rows if axis == 1 else cols
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float] | None:
@@ -350,9 +352,18 @@ def align_contexts(
         mom_a, mom_b = _Moments.of(side_a), _Moments.of(side_b)
 
     t = time.perf_counter()
-    dot, coactive = pair_sums_streamed(
-        csr_a, csr_b, chunk_size=opt.chunk_size, product=opt.product, device=device, progress=progress
-    )
+    # Counts in uint32: exact, half a float64 accumulator, and the pair index's own array.
+    if opt.dask is not None:  # the same sums over row shards on a cluster, tree-reduced
+        from splatnlp.mechinterp.analysis.align.distributed import dask_client, pair_sums_dask
+
+        with dask_client(opt.dask) as client:
+            dot, coactive = pair_sums_dask(a, b, client, shard_rows=opt.dask_shard_rows, n_examples=n)
+        dot, coactive = np.ascontiguousarray(dot), np.ascontiguousarray(coactive)
+    else:
+        dot, coactive = pair_sums_streamed(
+            csr_a, csr_b, chunk_size=opt.chunk_size, product=opt.product, device=device, progress=progress,
+            coactive_dtype=np.uint32,
+        )
     timings["stream"] = time.perf_counter() - t
 
     tables_a: dict[str, np.ndarray] = {"count": mom_a.count.astype(np.int64)}
@@ -362,12 +373,10 @@ def align_contexts(
     corr: np.ndarray | None = None
 
     def record(name: str, matrix: np.ndarray) -> None:
-        filled = np.nan_to_num(
-            matrix, nan=-np.inf, neginf=-np.inf
-        )  # one copy serves both directions
-        for side, axis in ((tables_a, 1), (tables_b, 0)):
-            side[f"best_{name}_index"], side[f"best_{name}_score"] = _best(filled, axis)
-        del filled
+        # Both directions' best in one parallel read of the matrix, no NaN-filled copy.
+        rows, cols = kernels.best_of_rows_and_columns(matrix)
+        for side, (index, score) in ((tables_a, rows), (tables_b, cols)):
+            side[f"best_{name}_index"], side[f"best_{name}_score"] = index, score
         summaries[name] = _summary(
             tables_a[f"best_{name}_score"], tables_b[f"best_{name}_score"], opt.share_threshold
         )
@@ -376,11 +385,17 @@ def align_contexts(
 
     # One derived matrix at a time, so peak memory is the two accumulators plus one more.
     t = time.perf_counter()
+    # The pair index keeps the sums themselves (float32: the precision of the pass's products),
+    # copied first: the correlation is computed in place of `dot`.
+    keep_index = opt.keep_index and n == a.n_examples
+    index = {"dot": dot.astype(np.float32, order="C")} if keep_index else None
     corr = _correlation(dot, n, mom_a, mom_b, opt.min_active)
     del dot
     record("activation_correlation", corr)
     # Counts are exact in float32 (< 2**24 examples); halving the memory traffic of these
     # elementwise (K_a, K_b) passes cut them by about half.
+    if index is not None:
+        index["coactive"] = np.ascontiguousarray(coactive)
     coactive = coactive.astype(np.float32)
     record("coactivation_jaccard", _coactivation_jaccard(coactive, mom_a.count, mom_b.count))
     record("p_b_given_a", _containment(coactive, mom_a.count, opt.min_active, axis=0))
@@ -391,7 +406,12 @@ def align_contexts(
     t = time.perf_counter()
     if a.d_model == b.d_model:
         # float32 like FeatureMatcher's cosine_rows (the same numbers), then float64 for NaN-safe ops.
-        dec = np.clip((side_a.decoder @ side_b.decoder.T).astype(np.float64), -1.0, 1.0)
+        # float32 like FeatureMatcher's cosine_rows (the same numbers); the pair index keeps
+        # this very array, and the best-match pass reads float32 as well as float64.
+        dec = side_a.decoder @ side_b.decoder.T
+        np.clip(dec, -1.0, 1.0, out=dec)
+        if index is not None:
+            index["decoder"] = dec
     else:
         dec = np.full((a.n_features, b.n_features), np.nan)
         notes.append(
@@ -414,14 +434,16 @@ def align_contexts(
     # The parent rule's nesting evidence: how much of each larger-side feature's activation
     # lies where its best-correlated smaller-side feature is active (one pass, O(nnz)).
     mom_large, mom_small = (mom_a, mom_b) if a_larger else (mom_b, mom_a)
-    best_ls, _ = V.best_candidates(corr_ls)
+    # The larger side's best correlation, already found by record(): V.best_candidates' answer.
+    best_ls = large["best_activation_correlation_index"]
     mass = M.inside_mass(csr_a if a_larger else csr_b, csr_b if a_larger else csr_a, best_ls)
     nesting = V.nesting_lower_bound(
         mass.inside, mass.total, mass.total_sq, mom_small.count[np.maximum(best_ls, 0)], n
     )
     nesting[(best_ls < 0) | (mom_large.count < opt.min_active)] = np.nan
     parent, parent_score = V.assign_parents(
-        corr_ls, opt.related_correlation, nesting=nesting, nested_containment=opt.nested_containment
+        corr_ls, opt.related_correlation, nesting=nesting, nested_containment=opt.nested_containment,
+        best=(best_ls, large["best_activation_correlation_score"]),
     )
     side_large, side_small = (side_a, side_b) if larger == "a" else (side_b, side_a)
     has = parent >= 0
@@ -545,4 +567,6 @@ def align_contexts(
         block=block,
         null=null_arrays,
         matrices=matrices or None,
+        index=index,
+        index_meta=index_meta(a, b, n) if index is not None else None,
     )

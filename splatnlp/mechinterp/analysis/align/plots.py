@@ -9,6 +9,9 @@
 - :func:`summary_figure`: all of the above and the report's headline numbers on one page;
 - :func:`save_plots`: ``heatmap.png``, ``best_vs_null.png``, ``split_counts.png`` and
   ``summary.png`` into a folder.
+- chosen features: :func:`plot_pair` (two features' codes over all examples, with the overlap
+  of their active examples), :func:`plot_block` (a chosen block of correlations, e.g. a Full
+  feature and its Ultra children) and :func:`save_figure` (PNG, or SVG by suffix).
 
 Imports only the data layer (``analysis/tables.py``), so plotting a saved alignment needs no torch.
 Every ``plot_*`` function draws into the given Axes or, without one, into a new
@@ -38,10 +41,14 @@ from splatnlp.mechinterp.analysis.align.report import (
 from splatnlp.mechinterp.analysis.align.tables import AlignmentTables
 
 __all__ = [
+    "pair_overlap",
     "plot_best_vs_null",
+    "plot_block",
     "plot_class_counts",
     "plot_heatmap",
+    "plot_pair",
     "plot_split_counts",
+    "save_figure",
     "save_plots",
     "summary_figure",
 ]
@@ -593,3 +600,206 @@ def save_plots(
         fig.clear()
         paths[name] = path
     return paths
+
+
+# -- chosen features ---------------------------------------------------------------------------
+PAIR_COLORS = {
+    "both": "tab:purple",
+    "only_source": "tab:blue",
+    "only_target": "tab:orange",
+    "neither": "0.75",
+}
+"""Scatter colours of :func:`plot_pair`, by where each example is active."""
+BLOCK_ANNOTATE_MAX = 400
+"""Heatmap cells of :func:`plot_block` carry their value as text up to this many cells."""
+FIGURE_FORMATS = {".png": "png", ".svg": "svg"}
+"""File suffixes :func:`save_figure` writes, and their format; no suffix means PNG."""
+
+
+def _codes_1d(name: str, codes: np.ndarray) -> np.ndarray:
+    array = np.asarray(codes, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (n_examples,), got shape {array.shape}")
+    return array
+
+
+def pair_overlap(source_codes: np.ndarray, target_codes: np.ndarray) -> dict[str, int]:
+    """Counts of examples where both, only the source, only the target, or neither is active
+    (code > 0): keys ``n_both``, ``n_only_source``, ``n_only_target``, ``n_neither``.
+
+    Parameters
+    ----------
+    source_codes, target_codes : arrays of shape (n_examples,), one feature each, zeros included
+    """
+    s, t = _codes_1d("source_codes", source_codes) > 0, _codes_1d("target_codes", target_codes) > 0
+    if s.shape != t.shape:
+        raise ValueError(
+            f"source_codes has {len(s)} examples and target_codes {len(t)}; expected the same"
+        )
+    return {
+        "n_both": int((s & t).sum()),
+        "n_only_source": int((s & ~t).sum()),
+        "n_only_target": int((~s & t).sum()),
+        "n_neither": int((~s & ~t).sum()),
+    }
+
+
+def plot_pair(
+    source_codes: np.ndarray,
+    target_codes: np.ndarray,
+    *,
+    source_label: str = "source",
+    target_label: str = "target",
+    ax: Axes | None = None,
+) -> Axes:
+    """Scatter of two features' codes over all examples, coloured by where each is active.
+
+    Parameters
+    ----------
+    source_codes, target_codes : arrays of shape (n_examples,), one feature each over the same
+        examples, zeros included (``ctx.codes.feature_dense(feature)``)
+    source_label, target_label : axis names, e.g. ``"ultra 5127"``
+    ax : Axes to draw into; None draws into a new Figure
+
+    Returns the Axes. ``ax.collections[0]`` is the one scatter: its offsets are
+    ``(source_codes[i], target_codes[i])`` for every example ``i``, in example order; the
+    legend and the title give the four overlap counts of :func:`pair_overlap` and the title the
+    Pearson correlation over all examples ("n/a" when a feature is constant).
+
+    Raises ValueError when the arrays are not 1-D of the same length.
+    """
+    counts = pair_overlap(source_codes, target_codes)
+    s, t = _codes_1d("source_codes", source_codes), _codes_1d("target_codes", target_codes)
+    kind = np.where(
+        s > 0, np.where(t > 0, "both", "only_source"), np.where(t > 0, "only_target", "neither")
+    )
+    ax = _new_axes(ax, (6.0, 5.0))
+    ax.scatter(s, t, c=[PAIR_COLORS[k] for k in kind], s=9, alpha=0.6, linewidths=0)
+    labels = {
+        "both": "both active",
+        "only_source": f"only {source_label}",
+        "only_target": f"only {target_label}",
+        "neither": "neither (at 0, 0)",
+    }
+    ax.legend(
+        handles=[
+            Patch(color=PAIR_COLORS[k], label=f"{labels[k]}: {counts['n_' + k]:,}")
+            for k in PAIR_COLORS
+        ],
+        fontsize=8,
+        loc="upper right",
+    )
+    ax.set_xlabel(f"{source_label} code")
+    ax.set_ylabel(f"{target_label} code")
+    defined = len(s) > 1 and s.std() > 0 and t.std() > 0
+    r = _fmt(float(np.corrcoef(s, t)[0, 1]) if defined else None)
+    ax.set_title(
+        f"{source_label} vs {target_label}: r = {r} over {len(s):,} examples\n"
+        f"both {counts['n_both']:,}, only {source_label} {counts['n_only_source']:,}, "
+        f"only {target_label} {counts['n_only_target']:,}, neither {counts['n_neither']:,}",
+        fontsize=10,
+    )
+    return ax
+
+
+def plot_block(
+    matrix: np.ndarray,
+    row_ids: list[int] | np.ndarray,
+    col_ids: list[int] | np.ndarray,
+    *,
+    row_label: str = "source feature",
+    col_label: str = "target feature",
+    value_label: str = "activation correlation",
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Heatmap of a chosen block, e.g. a Full feature and its children (rows) against Ultra
+    features (columns), by activation correlation.
+
+    Parameters
+    ----------
+    matrix : float array of shape (len(row_ids), len(col_ids)), NaN where undefined
+    row_ids, col_ids : the feature ids of the rows and columns, as tick labels
+    row_label, col_label : axis names (e.g. ``"full feature"``)
+    value_label : what the values are (the colour bar's label)
+    title : the title; None gives one naming the block's size
+    ax : Axes to draw into; None draws into a new Figure
+
+    Returns the Axes. The image (``ax.images[0]``) holds ``matrix`` as given, on a fixed
+    [-1, 1] diverging scale with NaN grey; each cell shows its value up to
+    :data:`BLOCK_ANNOTATE_MAX` cells. An empty block gives a message, not an error.
+
+    Raises ValueError when the matrix's shape does not match the ids.
+    """
+    rows, cols = np.asarray(row_ids), np.asarray(col_ids)
+    values = np.asarray(matrix, dtype=np.float64)
+    if rows.ndim != 1 or cols.ndim != 1 or values.shape != (len(rows), len(cols)):
+        raise ValueError(
+            f"block matrix has shape {values.shape}; expected {(len(rows), len(cols))} for "
+            f"{len(rows)} row ids and {len(cols)} column ids"
+        )
+    ax = _new_axes(
+        ax,
+        (
+            float(np.clip(2.5 + 0.45 * len(cols), 5.0, 24.0)),
+            float(np.clip(2.0 + 0.4 * len(rows), 3.5, 14.0)),
+        ),
+    )
+    ax.set_ylabel(row_label)
+    ax.set_xlabel(col_label)
+    ax.set_title(title or f"{len(rows)} x {len(cols)} block: {value_label}", fontsize=10)
+    if values.size == 0:
+        _message(ax, f"empty block: {len(rows)} rows, {len(cols)} columns")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return ax
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad=NAN_COLOR)
+    image = ax.imshow(
+        values, cmap=cmap, vmin=-1.0, vmax=1.0, aspect="auto", interpolation="nearest"
+    )
+    for ids, setter, kwargs in ((rows, ax.set_yticks, {}), (cols, ax.set_xticks, {"rotation": 90})):
+        if len(ids) <= MAX_TICK_LABELS:
+            setter(
+                np.arange(len(ids)),
+                [str(i) for i in ids],
+                fontsize=7 if len(ids) <= 50 else 5,
+                **kwargs,
+            )
+        else:
+            setter([])
+    if values.size <= BLOCK_ANNOTATE_MAX:
+        for (i, j), v in np.ndenumerate(values):
+            text = "n/a" if not np.isfinite(v) else f"{v:.2f}"
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if abs(v) > 0.6 else "black",
+            )
+    colorbar = ax.figure.colorbar(image, ax=ax, fraction=0.04, pad=0.01)
+    colorbar.set_label(f"{value_label}\n(grey: undefined)", fontsize=8)
+    return ax
+
+
+def save_figure(figure: Figure | Axes, path: str | Path, *, dpi: int = 120) -> Path:
+    """Write ``figure`` (or the figure of an Axes) to ``path``: PNG, or SVG for a ``.svg``
+    suffix (see :data:`FIGURE_FORMATS`); the parent folder must exist. Returns the path.
+
+    Raises ValueError for another suffix, FileNotFoundError for a missing folder.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix and suffix not in FIGURE_FORMATS:
+        raise ValueError(
+            f"cannot write {str(path)!r}: suffix {path.suffix!r} is not one of {sorted(FIGURE_FORMATS)}"
+        )
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist"
+        )
+    fig = figure.figure if isinstance(figure, Axes) else figure
+    fig.savefig(path, dpi=dpi, format=FIGURE_FORMATS.get(suffix, "png"))
+    return path

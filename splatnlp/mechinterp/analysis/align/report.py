@@ -86,10 +86,12 @@ class AlignOptions(BaseModel):
 
     chunk_size: int = Field(2048, ge=1)
     """Example rows per streamed chunk; memory is about chunk_size x (smaller K) x 8 bytes."""
-    product: Literal["scipy", "torch"] = "torch"
-    """Sparse-times-dense kernel per chunk. torch's CSR kernel is multi-threaded (measured 2.2x
-    faster than scipy's on 2 cores on the tiny demo: 6.4 s vs 13.9 s for the
-    pass at chunk 2048; 7.9 s vs 14.5 s at 512); both give the same sums."""
+    product: Literal["auto", "numba", "torch", "scipy"] = "auto"
+    """The CPU kernel of the pass: "numba" is the compiled sparse x sparse one (only co-active
+    pairs, float64; ``analysis/metrics/kernels.py``), "torch" / "scipy" multiply each chunk's
+    sparse larger side by its densified smaller side in float32 (torch's is multi-threaded, 2.2x
+    scipy's on the tiny demo). "auto": "numba" when installed, else "torch". Side by side in
+    ``benchmarks/bench_pair_kernels.py``."""
     min_active: int = Field(5, ge=1)
     """Features active on fewer examples get no correlation or containment (NaN)."""
     related_correlation: float = Field(RELATED_CORRELATION, ge=-1.0, le=1.0)
@@ -117,12 +119,23 @@ class AlignOptions(BaseModel):
     seed: int = 0
     keep_matrices: bool = False
     """Keep the six (K_a, K_b) matrices (float32) on the result; 0.2 GB each at real scale."""
+    keep_index: bool = True
+    """Keep the pair sums (float32 dot, uint32 co-active counts, float32 decoder cosines: 12 bytes
+    per pair, 0.6 GB at real scale) on the result, so that ``save_tables`` writes the pair index
+    (:mod:`splatnlp.mechinterp.analysis.align.index`) that lets a matcher answer queries without
+    the codes. Not kept when aligning on a subset of the examples (``n_examples``)."""
     n_examples: int | None = Field(None, ge=4)
     """Align on the first ``n_examples`` examples only (a quick look; None: all). Moments and
     counts are recomputed over those rows; top tokens still come from the contexts' stats."""
     device: str = "cpu"
     """Where the streamed products run: "cpu", "cuda", "cuda:<index>" or "auto" (CUDA when
     available). The derived matrices, assignment and classes are computed on the CPU."""
+    dask: str | None = None
+    """Compute the pair sums on a Dask cluster (``analysis/align/distributed.py``): a scheduler
+    address (``tcp://host:8786``), or ``local`` / ``local:N`` for a LocalCluster of N worker
+    processes. None: in this process. Workers must be able to read both context folders."""
+    dask_shard_rows: int = Field(25_000, ge=1)
+    """Examples per Dask task (each holds one (K_a, K_b) pair of partial sums)."""
     cka: bool = False
     """Also compute linear CKA between the two code matrices (:func:`~splatnlp.mechinterp.analysis.metrics.cka.linear_cka`,
     minibatch debiased HSIC over every example aligned; ~30-55 s at real scale)."""

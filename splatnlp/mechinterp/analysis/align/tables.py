@@ -15,6 +15,8 @@ Saved layout of :func:`save_tables` (``load_tables`` reads it back)::
     null/<array>.npy       null samples, listed in NULL_ARRAYS
     features.csv           one row per feature of both models (FEATURE_COLUMNS): a stable table
                            for spreadsheets, pandas and agents
+    index/                 the pair index (dot, coactive, decoder .npy of shape (K_a, K_b) and
+                           index.json): see :mod:`splatnlp.mechinterp.analysis.align.index`
 
 Arrays: ``best_<metric>_index`` (int64, -1 = none) and ``best_<metric>_score`` (float64, NaN =
 none) for each metric in :data:`METRICS`; ``count`` (int64, examples where active); ``parent``
@@ -39,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from splatnlp.mechinterp.analysis.align.index import INDEX_DIR, write_index
 from splatnlp.mechinterp.analysis.align.report import (
     BLOCK_ARRAYS,
     METRICS,
@@ -106,6 +109,12 @@ class AlignmentTables:
     matrices: dict[str, np.ndarray] | None = None
     source: Path | None = None
     """The folder these tables were loaded from (None when computed in memory)."""
+    index: dict[str, np.ndarray] | None = None
+    """The pair sums ``save_tables`` writes as the pair index (``dot``, ``coactive``,
+    ``decoder``: (K_a, K_b) each), kept by ``AlignOptions(keep_index=True)``; None once loaded
+    (the matcher memory-maps ``<folder>/index/`` itself)."""
+    index_meta: dict[str, Any] | None = None
+    """The index's identity (:func:`~splatnlp.mechinterp.analysis.align.index.index_meta`)."""
 
     def side(self, model: str) -> tuple[Literal["a", "b"], dict[str, np.ndarray]]:
         """The side ('a' or 'b') whose model type or context name is ``model``, and its arrays."""
@@ -171,13 +180,23 @@ def check_output_dir(directory: str | Path) -> Path:
     """Raise FileExistsError unless ``directory`` is new, empty, or earlier alignment tables
     (which :func:`save_tables` replaces). Check before a long alignment, not after."""
     directory = Path(directory)
-    if directory.exists() and not (directory / "report.json").is_file():
+    if directory.exists() and not _is_alignment_dir(directory):
         if not directory.is_dir() or any(directory.iterdir()):
             raise FileExistsError(
-                f"{str(directory)!r} exists and is not an alignment folder (no report.json); "
+                f"{str(directory)!r} exists and is not an alignment folder (no alignment report.json); "
                 "choose a new or empty folder"
             )
     return directory
+
+
+def _is_alignment_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds alignment tables: a report.json that is an AlignmentReport
+    (an HTML report folder has a report.json too, which must not be replaced)."""
+    try:
+        report = json.loads((directory / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"a_fingerprint", "b_fingerprint", "larger_side"} <= report.keys()
 
 
 def save_tables(
@@ -203,6 +222,8 @@ def save_tables(
                 np.save(tmp / name / f"{key}.npy", arrays[key], allow_pickle=False)
         (tmp / "report.json").write_text(tables.report.model_dump_json(indent=2))
         _write_features_csv(tables, tmp / FEATURES_CSV)
+        if tables.index is not None and tables.index_meta is not None:
+            write_index(tmp / INDEX_DIR, tables.index, tables.index_meta)
         for relative, write in (files or {}).items():
             target = tmp / relative
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 import scipy.sparse as sp
 import scipy.special
 
+from splatnlp.mechinterp.analysis.align.index import INDEX_DIR, PairIndex, load_index
 from splatnlp.mechinterp.analysis.align.report import AlignedFeature
 from splatnlp.mechinterp.analysis.align.tables import AlignmentTables, load_tables
 from splatnlp.mechinterp.analysis.match.decompose import nnls_sparse
@@ -43,6 +42,8 @@ from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
 from splatnlp.mechinterp.context import MechInterpContext, load_context
 
 OTHER_MODEL = {"ultra": "full", "full": "ultra"}
+_VERDICT_OPTIONS = ("min_active", "related_correlation", "nested_containment", "equivalent_decoder_cosine", "equivalent_correlation")
+"""Options the verdict depends on: a saved alignment answers for the matcher only when they agree."""
 def _feature_summary(arrays: FeatureArrays, feature: int) -> FeatureSummary:
     s = arrays.ctx.stats
     ids = arrays.top_tokens_of(feature)
@@ -69,6 +70,19 @@ class _Scores:
         self.__dict__.update(arrays)
 
 
+def _top_order(key: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` target ids by ``key`` descending, NaN last, ties by id: a full lexsort's
+    prefix, from a partition and a sort of the few at or above the k-th value (a full sort of
+    24,576 keys was most of a warm query's time)."""
+    filled = np.nan_to_num(np.asarray(key, dtype=np.float64), nan=-np.inf)
+    if k < len(filled):
+        kth = np.partition(filled, len(filled) - k)[len(filled) - k]
+        ids = np.flatnonzero(filled >= kth)  # every tie at the k-th value competes, by id
+    else:
+        ids = np.arange(len(filled))
+    return ids[np.lexsort((ids, -filled[ids]))][:k]
+
+
 def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "n/a" if x is None else format(x, spec)
 
@@ -89,7 +103,12 @@ class FeatureMatcher:
     alignment : a saved whole-dictionary alignment of these two contexts (its folder, or
         :class:`AlignmentTables`); reports then carry what it says about the source feature
         (``report.alignment``: class, parent, children, best match per metric), and
-        :meth:`aligned` answers from it without scoring
+        :meth:`aligned` answers from it without scoring. When its options agree with the
+        verdict's (:data:`_VERDICT_OPTIONS`) and it covers every example, parents and children
+        come from its tables instead of reverse passes over the codes; a folder with a pair index
+        (``index/``, :mod:`splatnlp.mechinterp.analysis.align.index`) also gives every pair sum,
+        so a query reads one row of it and no codes but the source's own column. Reports are
+        the same either way (to float32 precision of the sums).
     """
 
     def __init__(
@@ -119,6 +138,9 @@ class FeatureMatcher:
         self._source = FeatureArrays(source_ctx, top_token_method=self.options.top_token_method, n_top_tokens=self.options.n_top_tokens)
         self._target = FeatureArrays(target_ctx, top_token_method=self.options.top_token_method, n_top_tokens=self.options.n_top_tokens)
         self.alignment = None if alignment is None else self._check_alignment(alignment)
+        self._table = self._verdict_tables()
+        self.index: PairIndex | None = self._open_index()
+        """The alignment's pair index when it has one and its verdict tables apply (None otherwise)."""
 
     def _check_alignment(self, alignment: AlignmentTables | str | Path) -> AlignmentTables:
         tables = alignment if isinstance(alignment, AlignmentTables) else load_tables(alignment)
@@ -141,6 +163,40 @@ class FeatureMatcher:
                 f"{self.source_ctx.model_type!r} -> {self.target_ctx.model_type!r} direction"
             )
         return tables
+
+    def _verdict_tables(self) -> dict[str, np.ndarray] | None:
+        """The larger side's ``parent``, ``parent_score``, ``parent_decoder_cosine``, ``nesting``
+        and best-correlation arrays from the alignment, when its verdicts are this matcher's
+        (same verdict options, every example aligned); else None."""
+        if self.alignment is None:
+            return None
+        r = self.alignment.report
+        if r.n_examples != self.n_examples or any(
+            getattr(r.options, name) != getattr(self.options, name) for name in _VERDICT_OPTIONS
+        ):
+            return None
+        large = self.alignment.a if r.larger_side == "a" else self.alignment.b
+        large_model = r.a_model if r.larger_side == "a" else r.b_model
+        if large_model != self._large[0].model_type:
+            return None
+        return {
+            "parent": large["parent"],
+            "parent_score": large["parent_score"],
+            "parent_decoder_cosine": large["parent_decoder_cosine"],
+            "nesting": large["nesting"],
+            "best": large["best_activation_correlation_index"],
+        }
+
+    def _open_index(self) -> PairIndex | None:
+        """The pair index of an alignment folder (checked against both contexts), or None."""
+        if self._table is None or self.alignment is None or self.alignment.source is None:
+            return None
+        folder = Path(self.alignment.source) / INDEX_DIR
+        if not (folder / "index.json").is_file():
+            return None
+        index = load_index(folder, self.source_ctx, self.target_ctx)
+        self._index_side = index.side_of(self.source_ctx)
+        return index
 
     def aligned(self, source_feature: int) -> AlignedFeature:
         """What the alignment given to the constructor says about ``source_feature``."""
@@ -181,24 +237,28 @@ class FeatureMatcher:
         n = self.n_examples
         rows, values = self.source_ctx.codes.feature(feature)
         count_s = int(len(rows))
-        if self._source_is_larger:
-            dot, coactive = M.pair_sums(rows, values, self.target_ctx.codes.csr)
-            mass = None
+        dec = None
+        mass = None
+        if self.index is not None:  # one row of the saved sums; parents come from the tables
+            dot, coactive, dec = self.index.rows(self._index_side, feature)
+        elif self._source_is_larger or self._table is not None:
+            dot, coactive = M.pair_sums(rows, values, self.target_ctx.codes.csr, compiled=self.options.compiled)
         else:  # the children's activation mass inside the source: the nesting evidence
-            dot, coactive, mass = M.pair_sums(rows, values, self.target_ctx.codes.csr, mass=True)
+            dot, coactive, mass = M.pair_sums(
+                rows, values, self.target_ctx.codes.csr, mass=True, compiled=self.options.compiled
+            )
         corr = M.pearson(dot, n, src.mean[feature], src.std[feature], tgt.mean, tgt.std)
         p_ts = M.containment(coactive, count_s)
         p_st = M.containment(coactive, tgt.count)
         cj = M.coactivation_jaccard(coactive, count_s, tgt.count)
         tok, _ = M.set_jaccard(src.top_tokens_of(feature), tgt.token_sets)
-        dec = M.cosine_rows(src.decoder[feature], tgt.decoder)
+        if dec is None:
+            dec = M.cosine_rows(src.decoder[feature], tgt.decoder)
 
         # Reasons, per metric, per target (0 = defined). Later checks win, so order matters.
         n_t = len(dot)
-        r_corr = np.zeros(n_t, dtype=np.int8)
-        r_corr[tgt.count < opt.min_active] = M.TARGET_RARE
-        r_corr[tgt.count == 0] = M.TARGET_DEAD
-        r_corr[(tgt.std == 0) & (tgt.count > 0)] = M.ZERO_VARIANCE
+        r_corr, r_pst = self._target_reasons
+        r_corr, r_pst = r_corr.copy(), r_pst.copy()
         if count_s == 0:
             r_corr[:] = M.SOURCE_DEAD
         elif count_s < opt.min_active:
@@ -209,9 +269,6 @@ class FeatureMatcher:
         r_pts = np.zeros(n_t, dtype=np.int8)
         r_pts[:] = M.SOURCE_DEAD if count_s == 0 else (M.SOURCE_RARE if count_s < opt.min_active else 0)
         p_ts[r_pts > 0] = np.nan
-        r_pst = np.zeros(n_t, dtype=np.int8)
-        r_pst[tgt.count < opt.min_active] = M.TARGET_RARE
-        r_pst[tgt.count == 0] = M.TARGET_DEAD
         p_st[r_pst > 0] = np.nan
         r_cj = np.where(np.isnan(cj), M.SOURCE_DEAD if count_s == 0 else M.TARGET_DEAD, 0).astype(np.int8)
         r_tok = np.where(np.isnan(tok), M.NO_TOKENS, 0).astype(np.int8)
@@ -238,10 +295,11 @@ class FeatureMatcher:
         # by decoder direction (analysis/metrics/verdicts.py; alignment uses the same function).
         with np.errstate(invalid="ignore"):
             related = corr >= opt.related_correlation
+        parent_pair = self._parent_pairs(feature, corr, related, mass) & np.isfinite(corr)
         relation = V.pair_relations(
             corr,
             dec,
-            self._parent_pairs(feature, corr, related, mass),
+            parent_pair,
             source_is_larger=self._source_is_larger,
             related_correlation=opt.related_correlation,
             equivalent_decoder_cosine=opt.equivalent_decoder_cosine,
@@ -260,6 +318,8 @@ class FeatureMatcher:
             combined=combined,
             relation=relation,
             related=related,
+            parent_pair=parent_pair,
+            dot=dot,
             p_value=p_fw,
             count_s=count_s,
             rows=rows,
@@ -267,6 +327,20 @@ class FeatureMatcher:
             coactive=coactive,
             mass=mass,
         )
+
+    @cached_property
+    def _target_reasons(self) -> tuple[np.ndarray, np.ndarray]:
+        """Why each target's correlation / P(source | target) is undefined on the target's side
+        alone (int8 (K_t,) each, 0 = defined): the same for every query, so computed once."""
+        tgt, opt = self._target, self.options
+        r_corr = np.zeros(self.target_ctx.n_features, dtype=np.int8)
+        r_corr[tgt.count < opt.min_active] = M.TARGET_RARE
+        r_corr[tgt.count == 0] = M.TARGET_DEAD
+        r_corr[(tgt.std == 0) & (tgt.count > 0)] = M.ZERO_VARIANCE
+        r_pst = np.zeros(self.target_ctx.n_features, dtype=np.int8)
+        r_pst[tgt.count < opt.min_active] = M.TARGET_RARE
+        r_pst[tgt.count == 0] = M.TARGET_DEAD
+        return r_corr, r_pst
 
     @cached_property
     def _source_is_larger(self) -> bool:
@@ -285,6 +359,8 @@ class FeatureMatcher:
         the source).
         """
         out = np.zeros(len(corr), dtype=bool)
+        if self._table is not None and not self._source_is_larger:
+            return self._table["parent"] == feature
         if self._source_is_larger:
             parent = self._assign(feature, corr)
             if parent >= 0:
@@ -298,7 +374,10 @@ class FeatureMatcher:
 
     def _assign(self, large_feature: int, corr: np.ndarray) -> int:
         """The parent of a larger-side feature from its correlations with the smaller side
-        (shape (K_small,)), by :func:`verdicts.assign_parents` with the nesting evidence."""
+        (shape (K_small,)), by :func:`verdicts.assign_parents` with the nesting evidence; the
+        alignment's when it applies."""
+        if self._table is not None:
+            return int(self._table["parent"][large_feature])
         best, _ = V.best_candidates(corr[None, :])
         nesting = np.array([self._nesting(large_feature, int(best[0]))])
         parent, _ = V.assign_parents(
@@ -313,6 +392,8 @@ class FeatureMatcher:
         (large_ctx, large), (small_ctx, small) = self._large, self._small
         if small_feature < 0 or large.count[large_feature] < self.options.min_active:
             return float("nan")
+        if self._table is not None and self._table["best"][large_feature] == small_feature:
+            return float(self._table["nesting"][large_feature])
         rows, values = large_ctx.codes.feature(large_feature)
         inside, total, total_sq = M.inside_mass_of(rows, values, small_ctx.codes.feature(small_feature)[0])
         return float(V.nesting_lower_bound(inside, total, total_sq, small.count[small_feature], self.n_examples))
@@ -345,7 +426,7 @@ class FeatureMatcher:
         (ctx, arrays), (other_ctx, other) = self._small, self._large
         opt = self.options
         rows, values = ctx.codes.feature(small_feature)
-        dot, _, mass = M.pair_sums(rows, values, other_ctx.codes.csr, mass=True)
+        dot, _, mass = M.pair_sums(rows, values, other_ctx.codes.csr, mass=True, compiled=opt.compiled)
         if len(rows) < opt.min_active or arrays.std[small_feature] == 0:
             return np.full(other_ctx.n_features, np.nan), mass
         corr = M.pearson(dot, self.n_examples, arrays.mean[small_feature], arrays.std[small_feature], other.mean, other.std)
@@ -361,6 +442,9 @@ class FeatureMatcher:
     def _parent_of(self, large_feature: int) -> tuple[int, float]:
         """(parent, its correlation) of a larger-side feature by :func:`verdicts.assign_parents`
         ((-1, NaN): novel or undefined)."""
+        if self._table is not None:
+            parent = int(self._table["parent"][large_feature])
+            return parent, float(self._table["parent_score"][large_feature]) if parent >= 0 else float("nan")
         if large_feature not in self._parents:  # one code path for every parent: the batched one
             self._prefetch_parents(np.array([large_feature]))
         return self._parents[large_feature]
@@ -376,6 +460,8 @@ class FeatureMatcher:
         of a reverse pass each (measured 1.5x faster on the default demo); the same float64 sums,
         masks and rule as :meth:`_score_all` and :func:`verdicts.assign_parents`; it fills the
         cache :meth:`_parent_of` reads."""
+        if self._table is not None:  # the alignment's tables answer every parent
+            return
         todo = np.array([u for u in np.asarray(large_features).tolist() if u not in self._parents], dtype=np.int64)
         if len(todo) == 0:
             return
@@ -406,6 +492,16 @@ class FeatureMatcher:
         """The larger-side features whose parent is ``small_feature``, best-correlated first:
         ``(ids, correlations, decoder cosines, equivalent)`` arrays. ``corr`` / ``dec`` /
         ``mass``: the feature's rows against the larger side when already computed."""
+        if small_feature not in self._children and self._table is not None:
+            # The alignment's assignment; each child's correlation and decoder cosine with its
+            # parent are in the tables too (the same pair sums, in float32).
+            t = self._table
+            ids = np.flatnonzero(t["parent"] == small_feature)
+            c, d = t["parent_score"][ids], t["parent_decoder_cosine"][ids]
+            order = np.lexsort((ids, -c))
+            ids, c, d = ids[order].astype(np.int64), c[order], d[order]
+            opt = self.options
+            self._children[small_feature] = (ids, c, d, V.is_equivalent(c, d, opt.equivalent_decoder_cosine, opt.equivalent_correlation))
         if small_feature not in self._children:
             if corr is None or mass is None:
                 corr, mass = self._small_row(small_feature)
@@ -692,8 +788,6 @@ class FeatureMatcher:
         scores = self._score_all(feature)
         null, p_value = self._null(feature, scores)
         key = scores.combined if sort_by == "combined_score" else scores.metric[sort_by][0]
-        # Sort by key descending, NaN last, ties by target id.
-        order = np.lexsort((np.arange(n_t), -np.nan_to_num(key, nan=-np.inf)))
         if n_candidates is not None and n_candidates < n_t:
             tested = int(n_candidates)
             selection = (
@@ -703,7 +797,7 @@ class FeatureMatcher:
         else:
             tested = n_t
             selection = f"all {n_t} {self.target_ctx.model_type} features"
-        top = order[: min(n_top_matches, tested)]
+        top = _top_order(key, min(n_top_matches, tested))
         matches = [self._match(feature, int(t), i + 1, scores, p_value) for i, t in enumerate(top)]
 
         corr = scores.metric["activation_correlation"][0]
@@ -728,7 +822,7 @@ class FeatureMatcher:
             if self._source_is_larger:
                 unique = scores.count_s == 0 or self._assign(feature, corr) < 0
             else:
-                unique = not np.isin(scores.relation, ("source_split_by_target", "equivalent")).any()
+                unique = not scores.parent_pair.any()
             reason = (
                 f"no {'parent' if self._source_is_larger else 'child'} in {self.target_ctx.model_type} "
                 f"(best correlation {best if best is None else round(best, 3)}; verdict not computed: "
@@ -813,7 +907,7 @@ class FeatureMatcher:
             chosen = f"targets with correlation >= {opt.related_correlation}"
         else:
             # The source's children, by the same rule as the relation labels and the alignment.
-            eligible = np.flatnonzero(np.isin(scores.relation, ("source_split_by_target", "equivalent")))
+            eligible = np.flatnonzero(scores.parent_pair)  # relation split_by_target or equivalent
             chosen = (
                 f"the source's children: targets whose best-correlated {self.source_ctx.model_type} "
                 f"feature is the source, with correlation >= {opt.related_correlation}"
@@ -829,7 +923,9 @@ class FeatureMatcher:
         )
         if len(eligible) == 0:
             return Decomposition(members=[], n_members=0, r_squared=None, coverage=None, is_split=False, **base)
-        weights, r2 = nnls_sparse(self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples)
+        weights, r2 = nnls_sparse(
+            self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples, xty=scores.dot[eligible]
+        )
         member_rows = np.concatenate([self.target_ctx.codes.feature(int(t))[0] for t in eligible])
         coverage = float(np.isin(scores.rows, member_rows).mean()) if len(scores.rows) else None
         p_ts = scores.metric["p_target_given_source"][0]
@@ -852,7 +948,9 @@ class FeatureMatcher:
         )
 
     def compare_features(self, source_fid: int, target_fid: int) -> FeatureComparison:
-        """Every pair metric for one source and one target feature."""
+        """Every pair metric for one source and one target feature, and the overlap of their
+        active examples (``n_both``, ``n_only_source``, ``n_only_target``, ``n_neither`` and
+        up to 3 example ids of each kind in ``overlap_examples``)."""
         source = self.source_ctx.check_feature(source_fid)
         target = self.target_ctx.check_feature(target_fid)
         scores = self._score_all(source)
@@ -860,6 +958,38 @@ class FeatureMatcher:
         m = self._match(source, target, 1, scores, p_value)
         mine = self._source.tokens_of(source)
         theirs = self._target.tokens_of(target)
+        # Overlap of the two active sets from the two CSC columns (sorted rows): no dense pass.
+        s_rows = np.asarray(scores.rows, dtype=np.int64)
+        s_vals = np.asarray(scores.values, dtype=np.float64)
+        t_rows, t_vals = self.target_ctx.codes.feature(target)
+        t_rows, t_vals = np.asarray(t_rows, dtype=np.int64), np.asarray(t_vals, dtype=np.float64)
+        both, s_at, t_at = np.intersect1d(s_rows, t_rows, assume_unique=True, return_indices=True)
+        s_only = np.ones(len(s_rows), dtype=bool)
+        s_only[s_at] = False
+        t_only = np.ones(len(t_rows), dtype=bool)
+        t_only[t_at] = False
+        ids = self.source_ctx.examples.example_ids
+
+        def strongest(rows: np.ndarray, key: np.ndarray) -> list[int]:
+            order = np.lexsort((rows, -key))[:3]
+            return [int(ids[r]) for r in rows[order]]
+
+        # Codes of two features have their own scales: "strong on both" compares each to its max.
+        strength = np.zeros(0)
+        if len(both):
+            strength = np.minimum(s_vals[s_at] / s_vals.max(), t_vals[t_at] / t_vals.max())
+        n_both = len(both)
+        overlap = dict(
+            n_both=n_both,
+            n_only_source=len(s_rows) - n_both,
+            n_only_target=len(t_rows) - n_both,
+            n_neither=self.n_examples - len(s_rows) - len(t_rows) + n_both,
+            overlap_examples={
+                "both": strongest(both, strength),
+                "only_source": strongest(s_rows[s_only], s_vals[s_only]),
+                "only_target": strongest(t_rows[t_only], t_vals[t_only]),
+            },
+        )
         return FeatureComparison(
             source_feature=source,
             target_feature=target,
@@ -881,6 +1011,7 @@ class FeatureMatcher:
             n_coactive=int(scores.coactive[target]),
             notes=m.notes,
             undefined=m.undefined,
+            **overlap,
         )
 
     def reverse(self) -> FeatureMatcher:

@@ -354,6 +354,20 @@ class FeatureComparison(BaseModel):
     """Examples where both are active."""
     notes: str
     undefined: dict[str, str] = {}
+    n_both: int | None = None
+    """Examples where both features are active (= ``n_coactive``). The four ``n_*`` counts
+    partition the examples; None only in comparisons saved before they were added."""
+    n_only_source: int | None = None
+    """Examples where the source is active and the target is not."""
+    n_only_target: int | None = None
+    """Examples where the target is active and the source is not."""
+    n_neither: int | None = None
+    """Examples where neither is active."""
+    overlap_examples: dict[str, list[int]] = {}
+    """Up to 3 example ids (``ctx.examples.example_ids``) of each of ``both``, ``only_source``,
+    ``only_target``, highest-activating first: ``only_*`` by the active feature's code, ``both``
+    by the smaller of the two codes each divided by its feature's maximum (strong on both);
+    ties by example row."""
 
     def __getitem__(self, key: str) -> Any:
         if key not in type(self).model_fields:

@@ -67,6 +67,11 @@ class FeatureArrays:
         return self.ctx.token_names
 
     @cached_property
+    def special(self) -> np.ndarray:
+        """bool (T,): special tokens, which never count (computed once: a scan of every name)."""
+        return special_token_mask(self.token_names)
+
+    @cached_property
     def token_scores(self) -> np.ndarray:
         s = self.ctx.stats
         n_top = (s.top_examples >= 0).sum(1)
@@ -74,7 +79,7 @@ class FeatureArrays:
             s.top_token_counts,
             n_top,
             s.token_frequency,
-            special_token_mask(self.token_names),
+            self.special,
             method=self.top_token_method,
         )
 
@@ -88,21 +93,33 @@ class FeatureArrays:
         an Ultra source on the demo)."""
         if "token_scores" in self.__dict__:
             return self.token_scores[feature]
-        s = self.ctx.stats
-        row = slice(feature, feature + 1)
-        return token_scores(
-            s.top_token_counts[row],
-            (s.top_examples[row] >= 0).sum(1),
-            s.token_frequency,
-            special_token_mask(self.token_names),
-            method=self.top_token_method,
-        )[0]
+        if feature not in self._one_scores:  # a report asks several times (summary, matches)
+            s = self.ctx.stats
+            row = slice(feature, feature + 1)
+            self._one_scores[feature] = token_scores(
+                s.top_token_counts[row],
+                (s.top_examples[row] >= 0).sum(1),
+                s.token_frequency,
+                self.special,
+                method=self.top_token_method,
+            )[0]
+        return self._one_scores[feature]
+
+    @cached_property
+    def _one_scores(self) -> dict[int, np.ndarray]:
+        return {}
+
+    @cached_property
+    def _one_top(self) -> dict[int, np.ndarray]:
+        return {}
 
     def top_tokens_of(self, feature: int) -> np.ndarray:
         """One feature's top-token ids, best first: the entry of :attr:`top_tokens`."""
         if "top_tokens" in self.__dict__:
             return self.top_tokens[feature]
-        return top_token_ids(self.scores_of(feature)[None, :], self.n_top_tokens)[0]
+        if feature not in self._one_top:
+            self._one_top[feature] = top_token_ids(self.scores_of(feature)[None, :], self.n_top_tokens)[0]
+        return self._one_top[feature]
 
     @cached_property
     def token_sets(self):

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from splatnlp.mechinterp.analysis.metrics import kernels
+
 # Reason codes for undefined metrics, shared by every vectorized function here.
 OK, SOURCE_DEAD, TARGET_DEAD, SOURCE_RARE, TARGET_RARE, ZERO_VARIANCE, NO_TOKENS, ZERO_DECODER = range(8)
 REASONS = {
@@ -63,7 +65,12 @@ class Moments:
 
 
 def pair_sums(
-    source_rows: np.ndarray, source_values: np.ndarray, target_csr: sp.csr_matrix, *, mass: bool = False
+    source_rows: np.ndarray,
+    source_values: np.ndarray,
+    target_csr: sp.csr_matrix,
+    *,
+    mass: bool = False,
+    compiled: bool = False,
 ) -> tuple[np.ndarray, ...]:
     """``dot`` (F_t,) float64 and ``coactive`` (F_t,) int64 of one source against every target;
     with ``mass``, also ``mass`` (F_t,) float64: each target's summed code over the source's
@@ -74,11 +81,17 @@ def pair_sums(
     source_rows : int array of shape (k,), the examples where the source is active
     source_values : array of shape (k,), the source's codes there
     target_csr : sparse matrix of shape (n_examples, F_t), CSR
+    compiled : use :func:`kernels.one_against_all` (numba) when installed: the same sums without
+        a gathered copy of the rows, 3-4x faster once numba is loaded (~1.3 s per process)
     """
     n_targets = target_csr.shape[1]
     if len(source_rows) == 0:
         empty = (np.zeros(n_targets), np.zeros(n_targets, dtype=np.int64))
         return (*empty, np.zeros(n_targets)) if mass else empty
+    if compiled and kernels.AVAILABLE and isinstance(target_csr, sp.csr_matrix):
+        # The compiled pass reads the rows in place (no gathered copy): 3-4x faster per query.
+        dot, coactive, inside = kernels.one_against_all(source_rows, source_values, target_csr)
+        return (dot, coactive, inside) if mass else (dot, coactive)
     sub = target_csr[source_rows]  # scipy's C row gather: reads only these rows
     # sub.T @ values runs scipy's C loop over the gathered entries once; a weighted bincount
     # does the same sum but is ~3x slower (it materializes the repeated weights).
@@ -206,6 +219,10 @@ def inside_mass(
             f"{len(candidate)} do not line up"
         )
     cand = np.asarray(candidate, dtype=np.int64)
+    if kernels.AVAILABLE and isinstance(large_csr, sp.csr_matrix) and isinstance(small_csr, sp.csr_matrix):
+        inside, total, total_sq = kernels.inside_mass(large_csr, small_csr, cand)
+        inside[cand < 0] = np.nan
+        return InsideMass(inside=inside, total=total, total_sq=total_sq)
     safe = np.maximum(cand, 0)
     inside = np.zeros(k)
     total = np.zeros(k)

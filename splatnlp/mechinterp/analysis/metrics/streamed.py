@@ -2,8 +2,11 @@
 
 ``pair_sums_streamed`` walks both CSR matrices in row chunks and accumulates, for every pair of
 features ``(i, j)``, ``dot[i, j] = sum_n a_ni b_nj`` and (optionally) ``coactive[i, j] = #{n : a_ni >
-0 and b_nj > 0}``. Per chunk the side with more features stays sparse and the other is densified,
-products run in float32 and are summed into float64. Whole-dictionary alignment
+0 and b_nj > 0}``. On the CPU the default kernel is the compiled sparse x sparse one
+(:mod:`~splatnlp.mechinterp.analysis.metrics.kernels`, numba: only co-active pairs, float64
+products and sums); without numba, and for ``product="torch"`` / ``"scipy"``, per chunk the side
+with more features stays sparse and the other is densified, products run in float32 and are
+summed into float64. Whole-dictionary alignment
 (``alignment.py``) and FeatureMatch's ``align_features`` on sparse codes (``align.py``) share it.
 """
 
@@ -18,7 +21,24 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-__all__ = ["pair_sums_streamed", "resolve_device"]
+from splatnlp.mechinterp.analysis.metrics import kernels
+
+__all__ = ["PRODUCTS", "pair_sums_streamed", "resolve_device", "resolve_product"]
+
+PRODUCTS: tuple[str, ...] = ("auto", "numba", "torch", "scipy")
+"""CPU kernels of the pass: "auto" is "numba" when numba is installed, else "torch"."""
+
+
+def resolve_product(product: str) -> str:
+    """The CPU kernel ``product`` names ("auto" resolved); ValueError for an unknown one or
+    "numba" without numba."""
+    if product not in PRODUCTS:
+        raise ValueError(f"product {product!r} is unknown; expected one of {list(PRODUCTS)}")
+    if product == "auto":
+        return "numba" if kernels.AVAILABLE else "torch"
+    if product == "numba" and not kernels.AVAILABLE:
+        raise ValueError("product 'numba' needs numba installed (pip install numba); use 'auto' or 'torch'")
+    return product
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -72,10 +92,11 @@ def pair_sums_streamed(
     b_csr: sp.csr_matrix,
     *,
     chunk_size: int = 2048,
-    product: Literal["scipy", "torch"] = "torch",
+    product: Literal["auto", "numba", "torch", "scipy"] = "auto",
     device: str | torch.device = "cpu",
     progress: bool = False,
     coactive: bool = True,
+    coactive_dtype: type | np.dtype = np.float64,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """All-pairs ``dot`` and ``coactive`` over the examples, streamed in row chunks.
 
@@ -84,13 +105,17 @@ def pair_sums_streamed(
     a_csr : sparse matrix of shape (n_examples, K_a), CSR, no explicit zeros
     b_csr : sparse matrix of shape (n_examples, K_b), CSR, same rows
     chunk_size : rows per chunk (>= 1)
-    product : the CPU kernel ("torch" or "scipy"); ignored on CUDA, where torch runs
+    product : the CPU kernel (:data:`PRODUCTS`; "auto": the compiled one when numba is installed);
+        ignored on CUDA, where torch runs
     device : "cpu", "cuda", "cuda:<index>" or "auto"; on CUDA both accumulators live on the
         device (float64, 2 x K_a x K_b x 8 bytes) and come back once at the end
     progress : show a progress bar over the examples on stderr
     coactive : also count co-activations (False: ``dot`` only, half the work; coactive is None)
+    coactive_dtype : dtype of the returned counts: float64 (default), or uint32 / int64 (exact
+        integers; the compiled kernel then counts in it directly: uint32 halves the accumulator)
 
-    Returns (dot, coactive), both float64 arrays of shape (K_a, K_b); coactive holds integers.
+    Returns (dot, coactive): dot float64 of shape (K_a, K_b), coactive of the same shape in
+    ``coactive_dtype``, holding integers.
     """
     if (
         isinstance(chunk_size, bool)
@@ -103,14 +128,23 @@ def pair_sums_streamed(
             f"a has {a_csr.shape[0]} rows and b has {b_csr.shape[0]}; expected the same examples"
         )
     dev = resolve_device(device)
+    kernel = resolve_product(product)
     # The side with more features stays sparse: densifying it would cost chunk x K_large floats.
     swap = a_csr.shape[1] < b_csr.shape[1]
     sparse_side, dense_side = (b_csr, a_csr) if swap else (a_csr, b_csr)
     starts = _chunks(sparse_side.shape[0], int(chunk_size), progress)
+    if dev.type == "cpu" and kernel == "numba":
+        # Output rows are the smaller side's features (rows of K_large stay in cache).
+        dot, both = _pair_sums_compiled(dense_side, sparse_side, starts, int(chunk_size), coactive, coactive_dtype)
+        if swap:
+            return dot, both
+        return dot.T, None if both is None else both.T
     if dev.type != "cpu":
         dot, both = _pair_sums_device(sparse_side, dense_side, starts, int(chunk_size), dev, coactive)
     else:
-        dot, both = _pair_sums_cpu(sparse_side, dense_side, starts, int(chunk_size), product, coactive)
+        dot, both = _pair_sums_cpu(sparse_side, dense_side, starts, int(chunk_size), kernel, coactive)
+    if both is not None and np.dtype(coactive_dtype) != both.dtype:
+        both = np.rint(both).astype(coactive_dtype)
     if swap:
         return dot.T, None if both is None else both.T
     return dot, both
@@ -130,6 +164,19 @@ def _chunks(n: int, chunk_size: int, progress: bool) -> Iterable[int]:
                 bar.update(min(chunk_size, n - start))
 
     return counted()
+
+
+def _pair_sums_compiled(
+    small_side, large_side, starts: Iterable[int], chunk_size: int, count: bool, count_dtype
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(K_small, K_large) sums by the compiled kernel, one block of rows at a time."""
+    n, k_s, k_l = small_side.shape[0], small_side.shape[1], large_side.shape[1]
+    dot = np.zeros((k_s, k_l))
+    coactive = np.zeros((k_s, k_l), dtype=count_dtype) if count else None
+    for start in starts:
+        stop = min(start + chunk_size, n)
+        kernels.accumulate_pair_sums(small_side[start:stop], large_side[start:stop], dot, coactive)
+    return dot, coactive
 
 
 def _pair_sums_cpu(

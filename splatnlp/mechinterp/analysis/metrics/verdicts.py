@@ -161,6 +161,7 @@ def assign_parents(
     *,
     nesting: np.ndarray | None = None,
     nested_containment: float = NESTED_CONTAINMENT,
+    best: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Parent of every larger-side feature: its best-correlated smaller-side feature
     (:func:`best_candidates`) when the correlation reaches ``related_correlation``, or when it is
@@ -173,6 +174,8 @@ def assign_parents(
     nesting : float array of shape (K_large,), :func:`nesting_lower_bound` of each feature in its
         best candidate (NaN: none); None decides by correlation alone
     nested_containment : the nesting cut
+    best : :func:`best_candidates` of ``corr_large_small`` when already known (the alignment
+        finds it in the same pass as every other best match)
 
     Returns
     -------
@@ -180,7 +183,7 @@ def assign_parents(
         undefined)
     score : float64 array of shape (K_large,), the parent's correlation, NaN for none
     """
-    best, score = best_candidates(corr_large_small)
+    best, score = best_candidates(corr_large_small) if best is None else best
     with np.errstate(invalid="ignore"):
         keep = score >= related_correlation
         if nesting is not None:
@@ -229,11 +232,18 @@ def pair_relations(
     # A parent pair is one whatever its correlation: the nesting rule can make a rare child's
     # parent below the correlation cut.
     parent = np.asarray(is_parent_pair, dtype=bool) & np.isfinite(corr)
-    out = np.full(len(corr), "unrelated", dtype=object)
-    out[related] = "partial"
-    out[parent] = "source_part_of_target" if source_is_larger else "source_split_by_target"
-    out[parent & same] = "equivalent"
-    return out
+    # Codes into a label table, then one gather: filling an object array label by label cost
+    # ~1 ms per 24,576 targets, most of a warm query from a saved index.
+    code = np.zeros(len(corr), dtype=np.int8)
+    code[related] = 1
+    code[parent] = 2 if source_is_larger else 3
+    code[parent & same] = 4
+    return _RELATION_LABELS[code]
+
+
+_RELATION_LABELS = np.array(
+    ["unrelated", "partial", "source_part_of_target", "source_split_by_target", "equivalent"], dtype=object
+)
 
 
 def small_side_classes(n_assigned: np.ndarray, n_equivalent: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -41,6 +41,7 @@ from splatnlp.mechinterp.analysis.align.dictionary import (
     pair_sums_streamed,
     save_tables,
 )
+from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
 from splatnlp.mechinterp.context import build_context
 from splatnlp.mechinterp.demo.build import load_ground_truth
@@ -118,15 +119,22 @@ def metric_tolerances(pair: Pair, chunk_size: int, n_examples: int | None = None
 
 # -- brute force ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("chunk_size", [1, 7, PAIR_EXAMPLES])
-@pytest.mark.parametrize("product", ["torch", "scipy"])
+@pytest.mark.parametrize("product", ["numba", "torch", "scipy"])
 def test_pair_sums_match_dense(pair: Pair, chunk_size: int, product: str) -> None:
+    if product == "numba" and not kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
     A, B = pair.source_codes, pair.target_codes
     for a, b in ((pair.source, pair.target), (pair.target, pair.source)):
         dot, co = pair_sums_streamed(a.codes.csr, b.codes.csr, chunk_size=chunk_size, product=product)
         dA, dB = (A, B) if a is pair.source else (B, A)
-        # float32 products over chunk_size rows, chunks summed in float64. Codes are non-negative,
-        # so the terms' magnitudes sum to the value itself: a relative tolerance.
-        rtol = float_tol(np.float32, min(chunk_size, PAIR_EXAMPLES))
+        # torch/scipy: float32 products over chunk_size rows, chunks summed in float64; numba:
+        # exact products of float32 codes summed in float64 over every row. Codes are
+        # non-negative, so the terms' magnitudes sum to the value itself: a relative tolerance.
+        rtol = (
+            float_tol(np.float64, PAIR_EXAMPLES)
+            if product == "numba"
+            else float_tol(np.float32, min(chunk_size, PAIR_EXAMPLES))
+        )
         np.testing.assert_allclose(dot, dA.T @ dB, rtol=rtol, atol=0)
         np.testing.assert_array_equal(co, (dA > 0).astype(float).T @ (dB > 0).astype(float))
 
@@ -351,6 +359,18 @@ def test_bad_arguments(pair: Pair) -> None:
         pair_sums_streamed(pair.source.codes.csr, pair.target.codes.csr[:10])
     with pytest.raises(ValueError, match="unknown device 'gpu7'"):
         align_contexts(pair.source, pair.target, options=AlignOptions(device="gpu7"))
+    with pytest.raises(ValueError, match=r"product 'blas' is unknown; expected one of \['auto', 'numba'"):
+        pair_sums_streamed(pair.source.codes.csr, pair.target.codes.csr, product="blas")
+
+
+def test_auto_product_is_the_compiled_kernel_when_numba_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from splatnlp.mechinterp.analysis.metrics.streamed import resolve_product
+
+    assert resolve_product("auto") == ("numba" if kernels.AVAILABLE else "torch")
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    assert resolve_product("auto") == "torch"
+    with pytest.raises(ValueError, match="product 'numba' needs numba installed"):
+        resolve_product("numba")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

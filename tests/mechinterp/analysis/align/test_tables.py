@@ -116,6 +116,13 @@ def test_save_replaces_whole_folder_or_nothing(pair: Pair, saved: Path, tmp_path
     with pytest.raises(FileExistsError, match="not an alignment folder"):
         save_tables(tables, foreign)
     assert (foreign / "notes.md").read_text() == "mine"
+    html = tmp_path / "html-report"  # an HTML report folder has a report.json of its own
+    html.mkdir()
+    (html / "report.json").write_text('{"schema_version": 1, "kind": "alignment"}')
+    (html / "index.html").write_text("<html></html>")
+    with pytest.raises(FileExistsError, match="not an alignment folder"):
+        save_tables(tables, html)
+    assert (html / "index.html").read_text() == "<html></html>"
 
 
 def test_features_csv_has_the_documented_columns_and_the_arrays_values(pair: Pair, saved: Path) -> None:

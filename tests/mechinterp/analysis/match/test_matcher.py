@@ -977,3 +977,17 @@ def test_without_the_verdict_is_unique_is_the_same(demo) -> None:
             assert b.verdict is None and a.verdict is not None
             assert a.is_unique == b.is_unique, (source.model_type, f)
             assert (b.unique_reason is None) == (not b.is_unique)
+
+
+def test_top_order_is_the_full_sorts_prefix() -> None:
+    """The partition-based top-k equals a full lexsort's prefix: key descending, NaN last, ties
+    by id, whatever k and however many ties straddle the cut."""
+    from splatnlp.mechinterp.analysis.match.matcher import _top_order
+
+    rng = np.random.default_rng(0)
+    for trial in range(50):
+        key = rng.integers(0, 5, size=200).astype(float)  # many ties
+        key[rng.random(200) < 0.2] = np.nan
+        full = np.lexsort((np.arange(200), -np.nan_to_num(key, nan=-np.inf)))
+        for k in (1, 3, 17, 199, 200):
+            np.testing.assert_array_equal(_top_order(key, k), full[:k], err_msg=f"trial {trial}, k {k}")

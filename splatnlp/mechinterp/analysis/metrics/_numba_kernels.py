@@ -1,0 +1,99 @@
+"""The numba-compiled loops behind :mod:`splatnlp.mechinterp.analysis.metrics.kernels`.
+
+Imported only when a kernel first runs: importing numba costs ~0.3 s and loading these from its
+on-disk cache ~1 s more, which a one-off query process should not pay. See ``kernels`` for
+what each computes and why.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _dot_and_count(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, dot, coactive):  # pragma: no cover - compiled
+    for i in numba.prange(len(a_ptr) - 1):
+        acc = dot[i]
+        cnt = coactive[i]
+        for p in range(a_ptr[i], a_ptr[i + 1]):
+            n = a_idx[p]
+            v = np.float64(a_val[p])
+            for q in range(b_ptr[n], b_ptr[n + 1]):
+                j = b_idx[q]
+                acc[j] += v * b_val[q]
+                cnt[j] += 1
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _dot(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, dot):  # pragma: no cover - compiled
+    for i in numba.prange(len(a_ptr) - 1):
+        acc = dot[i]
+        for p in range(a_ptr[i], a_ptr[i + 1]):
+            n = a_idx[p]
+            v = np.float64(a_val[p])
+            for q in range(b_ptr[n], b_ptr[n + 1]):
+                acc[b_idx[q]] += v * b_val[q]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _best_parts(m, row_idx, row_val, part_idx, part_val):  # pragma: no cover - compiled
+    k_a, k_b = m.shape
+    n_parts = part_idx.shape[0]
+    for t in numba.prange(n_parts):
+        pi = part_idx[t]
+        pv = part_val[t]
+        for i in range(t * k_a // n_parts, (t + 1) * k_a // n_parts):
+            row = m[i]
+            best = -np.inf
+            bj = -1
+            for j in range(k_b):
+                v = row[j]
+                # NaN compares false and -inf never beats -inf: both are skipped; strict >
+                # keeps the first maximum, as argmax does.
+                if v > best:
+                    best = v
+                    bj = j
+                if v > pv[j]:
+                    pv[j] = v
+                    pi[j] = i
+            row_idx[i] = bj
+            row_val[i] = best
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _one_parts(rows, values, indptr, indices, data, dot, co, mass):  # pragma: no cover - compiled
+    n_parts = dot.shape[0]
+    for t in numba.prange(n_parts):
+        d, c, m = dot[t], co[t], mass[t]
+        for k in range(t * len(rows) // n_parts, (t + 1) * len(rows) // n_parts):
+            n = rows[k]
+            v = np.float64(values[k])
+            for q in range(indptr[n], indptr[n + 1]):
+                j = indices[q]
+                x = np.float64(data[q])
+                d[j] += v * x
+                c[j] += 1
+                m[j] += x
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _inside_parts(l_ptr, l_idx, l_val, s_ptr, s_idx, cand, k_small, inside, total, total_sq):  # pragma: no cover
+    n_parts = inside.shape[0]
+    n = len(l_ptr) - 1
+    for t in numba.prange(n_parts):
+        mark = np.zeros(k_small, np.bool_)
+        ins, tot, sq = inside[t], total[t], total_sq[t]
+        for r in range(t * n // n_parts, (t + 1) * n // n_parts):
+            for q in range(s_ptr[r], s_ptr[r + 1]):
+                mark[s_idx[q]] = True
+            for q in range(l_ptr[r], l_ptr[r + 1]):
+                u = l_idx[q]
+                x = np.float64(l_val[q])
+                tot[u] += x
+                sq[u] += x * x
+                c = cand[u]
+                if c >= 0 and mark[c]:
+                    ins[u] += x
+            for q in range(s_ptr[r], s_ptr[r + 1]):
+                mark[s_idx[q]] = False

@@ -1,0 +1,157 @@
+"""The saved pair index: its sums against brute force, matcher reports from it equal to reports
+from the codes, and every refusal (other contexts, other schema)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import Pair, float_tol
+
+from splatnlp.mechinterp.analysis import FeatureMatcher, align_contexts, save_tables
+from splatnlp.mechinterp.analysis.align.index import (
+    INDEX_DIR,
+    INDEX_SCHEMA,
+    IndexMismatch,
+    codes_fingerprint,
+    load_index,
+)
+from splatnlp.mechinterp.analysis.align.report import AlignOptions
+from splatnlp.mechinterp.context import MechInterpContext
+
+CHEAP = dict(n_null_features=8, n_null_directions=16)
+
+
+@pytest.fixture(scope="module")
+def pair_alignment(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tables = align_contexts(pair.source, pair.target, options=AlignOptions(**CHEAP))
+    return save_tables(tables, tmp_path_factory.mktemp("index") / "aligned")
+
+
+@pytest.fixture(scope="module")
+def tiny_alignment_dir(tiny_alignment, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tables(tiny_alignment, tmp_path_factory.mktemp("tiny-index") / "aligned")
+
+
+def test_index_holds_the_pair_sums(pair: Pair, pair_alignment: Path) -> None:
+    index = load_index(pair_alignment / INDEX_DIR, pair.source, pair.target)
+    A = pair.source_codes.astype(np.float64)
+    B = pair.target_codes.astype(np.float64)
+    dot = A.T @ B
+    # float32 products summed per chunk, stored in float32: the rounding of both.
+    tol = float_tol(np.float32, A.shape[0])
+    assert (np.abs(index.dot - dot) <= tol * (np.abs(A).T @ np.abs(B))).all()
+    np.testing.assert_array_equal(index.coactive, (A > 0).astype(np.int64).T @ (B > 0).astype(np.int64))
+    Wa, Wb = (c.sae.W_dec.numpy().astype(np.float64) for c in (pair.source, pair.target))
+    with np.errstate(invalid="ignore", divide="ignore"):  # zero decoder rows: NaN, as stored
+        cos = (Wa / np.linalg.norm(Wa, axis=1, keepdims=True)) @ (Wb / np.linalg.norm(Wb, axis=1, keepdims=True)).T
+    np.testing.assert_allclose(index.decoder, cos, atol=float_tol(np.float32, Wa.shape[1]))
+    for f in range(pair.source.n_features):  # a row query reads exactly that row, as float64
+        d, c, dec = index.rows("a", f)
+        assert d.dtype == np.float64 and c.dtype == np.int64
+        np.testing.assert_array_equal(d, index.dot[f].astype(np.float64))
+        np.testing.assert_array_equal(c, index.coactive[f])
+    d, c, _ = index.rows("b", 3)
+    np.testing.assert_array_equal(c, index.coactive[:, 3])
+    assert index.dot.flags.c_contiguous  # rows are one read; columns touch K_a pages
+
+
+def test_index_is_written_only_for_a_full_alignment(pair: Pair, tmp_path: Path) -> None:
+    part = align_contexts(pair.source, pair.target, options=AlignOptions(n_examples=50, **CHEAP))
+    assert part.index is None
+    assert not (save_tables(part, tmp_path / "part") / INDEX_DIR).exists()
+    off = align_contexts(pair.source, pair.target, options=AlignOptions(keep_index=False, **CHEAP))
+    assert off.index is None
+
+
+def _dump(report) -> dict:
+    out = report.model_dump(mode="json")
+    out.pop("elapsed_ms")
+    return out
+
+
+def _assert_same(a, b, path: str = "") -> None:
+    """Equal, floats to the float32 precision of the saved sums."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def test_reports_from_the_index_equal_reports_from_the_codes(tiny_demo_dir: Path, tiny_alignment, tiny_alignment_dir: Path) -> None:
+    full, ultra = MechInterpContext(tiny_demo_dir / "full"), MechInterpContext(tiny_demo_dir / "ultra")
+    rng = np.random.default_rng(1)
+    for src, tgt in ((ultra, full), (full, ultra)):
+        fast = FeatureMatcher(src, tgt, alignment=tiny_alignment_dir)
+        assert fast.index is not None
+        codes = FeatureMatcher(src, tgt)  # no alignment: every sum and parent from the codes
+        _, tab = tiny_alignment.side(src.model_type)
+        labels = tab["class_label"].astype(str)
+        ids = [int(rng.choice(np.flatnonzero(labels == c))) for c in sorted(set(labels))]
+        for f in ids:
+            a, b = _dump(codes.find_matches(f)), _dump(fast.find_matches(f))
+            assert b.pop("alignment") is not None and a.pop("alignment") is None
+            _assert_same(a, b, f"{src.model_type} {f}")
+            _assert_same(
+                codes.find_decomposition(f).model_dump(mode="json"), fast.find_decomposition(f).model_dump(mode="json")
+            )
+
+
+def test_matcher_refuses_an_index_of_other_codes(pair: Pair, pair_alignment: Path, tmp_path: Path) -> None:
+    meta_path = pair_alignment / INDEX_DIR / "index.json"
+    meta = json.loads(meta_path.read_text())
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    for file in (pair_alignment / INDEX_DIR).iterdir():
+        (forged / file.name).write_bytes(file.read_bytes())
+    meta["b"]["codes_fingerprint"] = "sha256:" + "0" * 64  # another SAE over the same examples
+    (forged / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(IndexMismatch, match=r"was computed on contexts .*not on") as err:
+        load_index(forged, pair.source, pair.target)
+    assert codes_fingerprint(pair.target)[:19] in str(err.value) and "0000000000" in str(err.value)
+    assert "splatnlp-mechinterp align" in str(err.value)
+
+
+def test_index_of_another_example_set_is_refused(pair: Pair, pair_alignment: Path, tmp_path: Path) -> None:
+    meta = json.loads((pair_alignment / INDEX_DIR / "index.json").read_text())
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    meta["a"]["example_fingerprint"] = meta["b"]["example_fingerprint"] = "sha256:" + "1" * 64
+    (forged / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(IndexMismatch, match="example set sha256:1111") as err:
+        load_index(forged, pair.source, pair.target)
+    assert pair.source.fingerprint in str(err.value)
+
+
+def test_index_of_an_older_schema_is_refused_with_the_rebuild_command(pair: Pair, pair_alignment: Path, tmp_path: Path) -> None:
+    meta = json.loads((pair_alignment / INDEX_DIR / "index.json").read_text())
+    meta["schema"] = INDEX_SCHEMA - 1
+    old = tmp_path / "aligned" / INDEX_DIR
+    old.mkdir(parents=True)
+    (old / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(IndexMismatch, match=rf"schema {INDEX_SCHEMA - 1}.*reads schema {INDEX_SCHEMA}") as err:
+        load_index(old, pair.source, pair.target)
+    assert f"--out {tmp_path / 'aligned'}" in str(err.value)
+
+
+def test_matcher_with_other_verdict_options_reads_the_codes(pair: Pair, pair_alignment: Path) -> None:
+    from splatnlp.mechinterp.analysis import MatchOptions
+
+    m = FeatureMatcher(pair.source, pair.target, alignment=pair_alignment, options=MatchOptions(related_correlation=0.5))
+    assert m.index is None  # the alignment's parents were chosen at 0.3: not this matcher's verdict
+    ref = FeatureMatcher(pair.source, pair.target, options=MatchOptions(related_correlation=0.5))
+    for f in range(pair.source.n_features):
+        a, b = _dump(ref.find_matches(f)), _dump(m.find_matches(f))
+        a.pop("alignment"), b.pop("alignment")
+        _assert_same(a, b)
