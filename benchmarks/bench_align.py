@@ -89,7 +89,11 @@ def _job(kind: str, n: int, demo_dir: str, queue) -> None:
             class_counts_ultra=r.class_counts_b,
         )
     elif kind == "align_features":
-        a, b = full.codes.csr[:n], ultra.codes.csr[:n]
+        # All examples: the contexts' memory-mapped codes as they are (a slice would copy them).
+        if n >= full.n_examples:
+            a, b = full.codes.csr, ultra.codes.csr
+        else:
+            a, b = full.codes.csr[:n], ultra.codes.csr[:n]
         t = time.perf_counter()
         res = align_features(a, b, topk=5, threshold=0.8, device="cpu")
         out["seconds"] = time.perf_counter() - t

@@ -37,14 +37,18 @@ def _cmd_align(args: argparse.Namespace) -> int:
     )
     a = load_context(args.a, contexts_dir=args.contexts_dir)
     b = load_context(args.b, contexts_dir=args.contexts_dir)
+    chosen = _chosen_features(args, a, b)
     tables = align_contexts(a, b, options=options, progress=not args.quiet)
     files = {}
     if not args.no_plots:
         from splatnlp.mechinterp.analysis.align.plots import save_plots
 
         files["plots"] = lambda path: save_plots(tables, path)
+    if chosen is not None:
+        small, large, ids = chosen
+        files[f"plots/{CHOSEN_HEATMAP}"] = lambda path: _chosen_heatmap(tables, small, large, ids, path)
     save_tables(tables, out, files=files)
-    plots = sorted(str(f) for f in (out / "plots").glob("*.png")) if not args.no_plots else []
+    plots = sorted(str(f) for f in (out / "plots").glob("*.png")) if (out / "plots").is_dir() else []
     index = out / "index" if (out / "index" / "index.json").is_file() else None
     payload = {
         "out": str(out), "plots": plots, "index": None if index is None else str(index),
@@ -56,6 +60,44 @@ def _cmd_align(args: argparse.Namespace) -> int:
     )
     emit(args, payload, text)
     return EXIT_OK
+
+
+CHOSEN_HEATMAP = "heatmap_features.png"
+"""The heatmap of ``--heatmap-features``, in ``plots/``."""
+
+
+def _chosen_features(args: argparse.Namespace, a, b):
+    """(smaller context, larger context, ids) for ``--heatmap-features``, ids checked against
+    the smaller dictionary before the long pass; None without the option."""
+    if not args.heatmap_features:
+        return None
+    small, large = (a, b) if a.n_features <= b.n_features else (b, a)
+    try:
+        ids = list(dict.fromkeys(small.check_feature(int(f)) for f in args.heatmap_features))
+    except ValueError as exc:
+        raise CLIError(
+            f"--heatmap-features: {exc} ({small.name!r} is the smaller dictionary, whose features are the rows)",
+            hint=f"ids of {small.model_type!r} (0..{small.n_features - 1})",
+        ) from exc
+    return small, large, ids
+
+
+def _chosen_heatmap(tables, small, large, ids: list[int], path) -> None:
+    """The chosen smaller-side features (rows) against their assigned children (columns), by
+    activation correlation, from the alignment just computed (its tables give the children)."""
+    from splatnlp.mechinterp.analysis import FeatureMatcher
+    from splatnlp.mechinterp.analysis.align.plots import plot_block
+    from splatnlp.mechinterp.cli.plot import block_columns, block_matrix, write_image
+
+    matcher = FeatureMatcher(small, large, alignment=tables)
+    cols = block_columns(matcher, ids, [], with_children=True)
+    ax = plot_block(
+        block_matrix(matcher, ids, cols), ids, cols,
+        row_label=f"{small.model_type} feature", col_label=f"{large.model_type} feature (its children)",
+        title=f"activation correlation: {small.model_type} {', '.join(map(str, ids[:6]))}"
+        + (" ..." if len(ids) > 6 else "") + f" x {len(cols)} children",
+    )
+    write_image(ax, path)
 
 
 def add_align_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -95,6 +137,10 @@ def add_align_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     align.add_argument("--seed", type=int, default=0)
     align.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    align.add_argument(
+        "--heatmap-features", nargs="+", type=int, default=None, metavar="ID",
+        help=f"also draw these features of the smaller dictionary against their children into plots/{CHOSEN_HEATMAP}",
+    )
     align.add_argument(
         "--no-index", action="store_true",
         help="skip the pair index (index/: 12 bytes per feature pair, 0.6 GB at 2,048 x 24,576) that lets "

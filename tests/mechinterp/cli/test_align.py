@@ -90,3 +90,43 @@ def test_align_missing_context_and_missing_tables(pair: Pair, tmp_path: Path, ca
         ["match", "1", "--source", str(pair.source.path), "--target", str(pair.target.path), "--alignment", str(tmp_path / "none"), "--json"],
     )
     assert code == EXIT_MISSING and "no alignment report" in doc["error"]["message"]
+
+
+def test_heatmap_features_draws_the_chosen_features_against_their_children(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from splatnlp.mechinterp.analysis.align import plots
+
+    drawn: list = []
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, **kw: (drawn.append(fig), real(fig, path, **kw))[1])
+    out = tmp_path / "alignment"
+    # The planted pair's smaller side is the 7-feature 'ultra' source: its features are the rows.
+    code, doc = _run(capsys, ["align", str(pair.source.path), str(pair.target.path), "--out", str(out), "--json",
+                              "-q", "--no-plots", "--heatmap-features", "3", "4", "0", *CHEAP])
+    assert code == EXIT_OK
+    assert [Path(p).name for p in doc["plots"]] == ["heatmap_features.png"]
+    tables = load_tables(out)
+    _, large = tables.side("full")
+    children = [int(u) for f in (3, 4, 0) for u in np.flatnonzero(large["parent"] == f)]
+    assert len(children) >= 4  # 3 and 4 are split in the planted pair; 0 has no child
+    (ax,) = drawn
+    image = np.ma.getdata(ax.images[0].get_array())
+    A, B = pair.source_codes, pair.target_codes
+    with np.errstate(invalid="ignore", divide="ignore"):
+        brute = np.corrcoef(A[:, [3, 4, 0]].T, B[:, children].T)[:3, 3:]
+    assert sorted(children) == sorted(int(t.get_text()) for t in ax.get_xticklabels())
+    order = [int(t.get_text()) for t in ax.get_xticklabels()]
+    np.testing.assert_allclose(image, brute[:, [children.index(c) for c in order]], rtol=1e-5, atol=1e-6)
+
+
+def test_heatmap_features_out_of_range_is_refused_before_the_pass(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "alignment"
+    code, doc = _run(capsys, ["align", str(pair.source.path), str(pair.target.path), "--out", str(out), "--json",
+                              "--heatmap-features", "7"])
+    assert code == EXIT_BAD_INPUT
+    assert "--heatmap-features: feature 7 is out of range" in doc["error"]["message"] and not out.exists()

@@ -922,7 +922,11 @@ class FeatureMatcher:
             method=method,
         )
         if len(eligible) == 0:
-            return Decomposition(members=[], n_members=0, r_squared=None, coverage=None, is_split=False, **base)
+            why = f"no member: no {self.target_ctx.model_type} feature meets the rule ({chosen})"
+            return Decomposition(
+                members=[], n_members=0, r_squared=None, coverage=None, is_split=False,
+                undefined={"r_squared": why, "coverage": why}, **base,
+            )
         weights, r2 = nnls_sparse(
             self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples, xty=scores.dot[eligible]
         )
@@ -942,9 +946,14 @@ class FeatureMatcher:
             )
             for i in order
         ]
+        undefined = {}
+        if r2 is None:
+            undefined["r_squared"] = "the source's codes have zero variance: there is no variance to explain"
+        if coverage is None:
+            undefined["coverage"] = "the source is never active: it has no active examples to cover"
         return Decomposition(
             members=members, n_members=len(members), r_squared=r2, coverage=coverage,
-            is_split=len(members) >= 2, **base,
+            is_split=len(members) >= 2, undefined=undefined, **base,
         )
 
     def compare_features(self, source_fid: int, target_fid: int) -> FeatureComparison:

@@ -143,6 +143,8 @@ class Decomposition(BaseModel):
     method: str
     is_split: bool
     """At least two members: the target model splits the source."""
+    undefined: dict[str, str] = {}
+    """Why ``r_squared`` or ``coverage`` is None, per field (empty when both are defined)."""
 
 
 class InformationTest(BaseModel):

@@ -410,6 +410,10 @@ def test_decomposition_in_report_and_when_nothing_is_related(pair, matchers) -> 
     for feature in (SRC_DEAD, SRC_FEW):
         d = matcher.find_decomposition(feature)
         assert d.members == [] and d.r_squared is None and d.coverage is None and not d.is_split
+        # Every null says why.
+        assert d.undefined["r_squared"].startswith("no member: no full feature meets the rule")
+        assert d.undefined["coverage"] == d.undefined["r_squared"]
+    assert matcher.find_decomposition(SRC_SUM).undefined == {}
 
 
 # -- compare_features ----------------------------------------------------------------------------
