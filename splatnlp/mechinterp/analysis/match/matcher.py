@@ -930,8 +930,11 @@ class FeatureMatcher:
         weights, r2 = nnls_sparse(
             self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples, xty=scores.dot[eligible]
         )
-        member_rows = np.concatenate([self.target_ctx.codes.feature(int(t))[0] for t in eligible])
-        coverage = float(np.isin(scores.rows, member_rows).mean()) if len(scores.rows) else None
+        # A mark per example (no sort): where any member is active.
+        covered = np.zeros(self.n_examples, dtype=bool)
+        for t in eligible:
+            covered[self.target_ctx.codes.feature(int(t))[0]] = True
+        coverage = float(covered[scores.rows].mean()) if len(scores.rows) else None
         p_ts = scores.metric["p_target_given_source"][0]
         p_st = scores.metric["p_source_given_target"][0]
         order = np.lexsort((-corr[eligible], -weights))
