@@ -11,7 +11,14 @@ __all__ = ["nnls_sparse"]
 
 
 def nnls_sparse(
-    csc, columns: np.ndarray, rows: np.ndarray, values: np.ndarray, n: int, *, xty: np.ndarray | None = None
+    csc,
+    columns: np.ndarray,
+    rows: np.ndarray,
+    values: np.ndarray,
+    n: int,
+    *,
+    xty: np.ndarray | None = None,
+    column_sums: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float | None]:
     """Non-negative least squares of a centered sparse source on centered sparse target columns,
     through the normal equations so nothing dense of length n_examples is built.
@@ -24,15 +31,23 @@ def nnls_sparse(
     n : number of examples
     xty : float array of shape (m,), ``sum_n x_nj y_n`` of each column with the source when
         already known (the matcher's pair sums); None computes it from the codes
+    column_sums : ``(sum_n x_nj, sum_n x_nj^2)``, float arrays of shape (m,), when known (the
+        per-feature moments): with one column and ``xty`` the fit then reads no codes at all
 
     Returns (weights (m,), R^2 or None when the source has zero variance).
     """
     # float64 throughout: a float32 Gram put ~2e-6 of error into the weights of a near-exact fit.
-    X = csc[:, columns].astype(np.float64)  # (n, m) sparse
     values = np.asarray(values, dtype=np.float64)
-    mu_x = np.asarray(X.sum(0)).ravel() / n
     mu_y = float(values.sum()) / n
-    gram = (X.T @ X).toarray() - n * np.outer(mu_x, mu_x)  # Xc^T Xc
+    if len(columns) == 1 and xty is not None and column_sums is not None:
+        # One column with its sums known: its 1 x 1 Gram matrix is its sum of squares (half of an
+        # Ultra->Full query from the pair index was reading the column to compute it).
+        mu_x = np.asarray(column_sums[0], dtype=np.float64).reshape(1) / n
+        gram = np.asarray(column_sums[1], dtype=np.float64).reshape(1, 1) - n * np.outer(mu_x, mu_x)
+    else:
+        X = csc[:, columns].astype(np.float64)  # (n, m) sparse
+        mu_x = np.asarray(X.sum(0)).ravel() / n
+        gram = (X.T @ X).toarray() - n * np.outer(mu_x, mu_x)  # Xc^T Xc
     raw = np.asarray(X[rows].T @ values).ravel() if xty is None else np.asarray(xty, dtype=np.float64)
     xy = raw - n * mu_x * mu_y  # Xc^T yc
     sst = float(values @ values) - n * mu_y * mu_y

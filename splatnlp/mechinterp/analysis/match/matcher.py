@@ -927,8 +927,10 @@ class FeatureMatcher:
                 members=[], n_members=0, r_squared=None, coverage=None, is_split=False,
                 undefined={"r_squared": why, "coverage": why}, **base,
             )
+        tgt = self._target
         weights, r2 = nnls_sparse(
-            self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples, xty=scores.dot[eligible]
+            self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples,
+            xty=scores.dot[eligible], column_sums=(tgt.total[eligible], tgt.total_sq[eligible]),
         )
         # A mark per example (no sort): where any member is active.
         covered = np.zeros(self.n_examples, dtype=bool)
