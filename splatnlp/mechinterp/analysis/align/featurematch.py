@@ -359,11 +359,7 @@ class _Codes:
             bad = ~(np.isfinite(d) & (np.abs(d) <= _FLOAT32_MAX))
             if bad.any():
                 pos = lo + int(np.flatnonzero(bad)[0])
-                col = int(np.searchsorted(indptr, pos, side="right") - 1)
-                raise ValueError(
-                    f"{self.name} holds NaN or inf (or a value beyond float32's range) in column "
-                    f"{col}; codes must be finite"
-                )
+                raise _not_finite(self.name, int(np.searchsorted(indptr, pos, side="right") - 1))
             col = np.repeat(np.arange(j1 - j0), counts[j0:j1])
             # Scale each column to max |x| = 1: float32 products with it can then not overflow.
             scale = np.zeros(j1 - j0)
@@ -421,6 +417,12 @@ class _Codes:
         return tensor.to(device)
 
 
+def _not_finite(name: str, column: int) -> ValueError:
+    return ValueError(
+        f"{name} holds NaN or inf (or a value beyond float32's range) in column {column}; codes must be finite"
+    )
+
+
 class _CsrCodes:
     """A scipy-sparse input read in place as CSR (a copy only when it is in another format or
     has duplicate entries), with float64 column statistics from two passes over its rows; the
@@ -455,10 +457,7 @@ class _CsrCodes:
         for cols, d in self._row_chunks():
             bad = ~(np.isfinite(d) & (np.abs(d) <= _FLOAT32_MAX))
             if bad.any():
-                raise ValueError(
-                    f"{self.name} holds NaN or inf (or a value beyond float32's range) in column "
-                    f"{int(cols[np.flatnonzero(bad)[0]])}; codes must be finite"
-                )
+                raise _not_finite(self.name, int(cols[np.flatnonzero(bad)[0]]))
             total += np.bincount(cols, weights=d, minlength=f)
             raw_sq += np.bincount(cols, weights=d * d, minlength=f)
             count += np.bincount(cols, minlength=f)

@@ -492,17 +492,15 @@ class FeatureMatcher:
         """The larger-side features whose parent is ``small_feature``, best-correlated first:
         ``(ids, correlations, decoder cosines, equivalent)`` arrays. ``corr`` / ``dec`` /
         ``mass``: the feature's rows against the larger side when already computed."""
-        if small_feature not in self._children and self._table is not None:
+        if small_feature in self._children:
+            return self._children[small_feature]
+        if self._table is not None:
             # The alignment's assignment; each child's correlation and decoder cosine with its
             # parent are in the tables too (the same pair sums, in float32).
             t = self._table
-            ids = np.flatnonzero(t["parent"] == small_feature)
+            ids = np.flatnonzero(t["parent"] == small_feature).astype(np.int64)
             c, d = t["parent_score"][ids], t["parent_decoder_cosine"][ids]
-            order = np.lexsort((ids, -c))
-            ids, c, d = ids[order].astype(np.int64), c[order], d[order]
-            opt = self.options
-            self._children[small_feature] = (ids, c, d, V.is_equivalent(c, d, opt.equivalent_decoder_cosine, opt.equivalent_correlation))
-        if small_feature not in self._children:
+        else:
             if corr is None or mass is None:
                 corr, mass = self._small_row(small_feature)
             if dec is None:
@@ -512,10 +510,11 @@ class FeatureMatcher:
             candidates = np.flatnonzero(related | self._nested_candidates(small_feature, mass))
             self._prefetch_parents(candidates)
             ids = np.array([u for u in candidates if self._parent_of(int(u))[0] == small_feature], dtype=np.int64)
-            ids = ids[np.lexsort((ids, -corr[ids]))] if len(ids) else ids
-            opt = self.options
-            eq = V.is_equivalent(corr[ids], dec[ids], opt.equivalent_decoder_cosine, opt.equivalent_correlation)
-            self._children[small_feature] = (ids, corr[ids], dec[ids], eq)
+            c, d = corr[ids], dec[ids]
+        order = np.lexsort((ids, -c))  # best-correlated first, ties by id
+        ids, c, d = ids[order], c[order], d[order]
+        opt = self.options
+        self._children[small_feature] = (ids, c, d, V.is_equivalent(c, d, opt.equivalent_decoder_cosine, opt.equivalent_correlation))
         return self._children[small_feature]
 
     def _null(self, feature: int, scores: _Scores) -> tuple[NullModel, np.ndarray]:

@@ -109,14 +109,8 @@ def test_reports_from_the_index_equal_reports_from_the_codes(tiny_demo_dir: Path
 
 
 def test_matcher_refuses_an_index_of_other_codes(pair: Pair, pair_alignment: Path, tmp_path: Path) -> None:
-    meta_path = pair_alignment / INDEX_DIR / "index.json"
-    meta = json.loads(meta_path.read_text())
-    forged = tmp_path / "forged"
-    forged.mkdir()
-    for file in (pair_alignment / INDEX_DIR).iterdir():
-        (forged / file.name).write_bytes(file.read_bytes())
-    meta["b"]["codes_fingerprint"] = "sha256:" + "0" * 64  # another SAE over the same examples
-    (forged / "index.json").write_text(json.dumps(meta))
+    # Another SAE over the same examples.
+    forged = _forged(pair_alignment, tmp_path, lambda m: m["b"].update(codes_fingerprint="sha256:" + "0" * 64))
     with pytest.raises(IndexMismatch, match=r"was computed on contexts .*not on") as err:
         load_index(forged, pair.source, pair.target)
     assert codes_fingerprint(pair.target)[:19] in str(err.value) and "0000000000" in str(err.value)
@@ -124,11 +118,10 @@ def test_matcher_refuses_an_index_of_other_codes(pair: Pair, pair_alignment: Pat
 
 
 def test_index_of_another_example_set_is_refused(pair: Pair, pair_alignment: Path, tmp_path: Path) -> None:
-    meta = json.loads((pair_alignment / INDEX_DIR / "index.json").read_text())
-    forged = tmp_path / "forged"
-    forged.mkdir()
-    meta["a"]["example_fingerprint"] = meta["b"]["example_fingerprint"] = "sha256:" + "1" * 64
-    (forged / "index.json").write_text(json.dumps(meta))
+    def other_examples(meta: dict) -> None:
+        meta["a"]["example_fingerprint"] = meta["b"]["example_fingerprint"] = "sha256:" + "1" * 64
+
+    forged = _forged(pair_alignment, tmp_path, other_examples)
     with pytest.raises(IndexMismatch, match="example set sha256:1111") as err:
         load_index(forged, pair.source, pair.target)
     assert pair.source.fingerprint in str(err.value)
@@ -155,3 +148,28 @@ def test_matcher_with_other_verdict_options_reads_the_codes(pair: Pair, pair_ali
         a, b = _dump(ref.find_matches(f)), _dump(m.find_matches(f))
         a.pop("alignment"), b.pop("alignment")
         _assert_same(a, b)
+
+
+def _forged(pair_alignment: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the pair index whose index.json ``edit`` changed."""
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    for file in (pair_alignment / INDEX_DIR).iterdir():
+        (forged / file.name).write_bytes(file.read_bytes())
+    meta = json.loads((forged / "index.json").read_text())
+    edit(meta)
+    (forged / "index.json").write_text(json.dumps(meta))
+    return forged
+
+
+def test_index_over_another_number_of_examples_is_refused(pair: Pair, pair_alignment: Path, tmp_path: Path) -> None:
+    forged = _forged(pair_alignment, tmp_path, lambda m: m.update(n_examples=m["n_examples"] - 1))
+    with pytest.raises(IndexMismatch, match=rf"sums {pair.source.n_examples - 1} examples; the contexts have {pair.source.n_examples}"):
+        load_index(forged, pair.source, pair.target)
+
+
+def test_index_arrays_of_the_wrong_shape_are_refused(pair: Pair, pair_alignment: Path, tmp_path: Path) -> None:
+    forged = _forged(pair_alignment, tmp_path, lambda m: m["a"].update(n_features=m["a"]["n_features"] + 1))
+    k_a, k_b = pair.source.n_features, pair.target.n_features
+    with pytest.raises(IndexMismatch, match=rf"dot.npy' holds float32 \({k_a}, {k_b}\); index.json says float32 \({k_a + 1}, {k_b}\)"):
+        load_index(forged, pair.source, pair.target)
