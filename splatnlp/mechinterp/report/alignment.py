@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from splatnlp.mechinterp.analysis.metrics.verdicts import COACTIVE_MIN_CORRELATION
 from splatnlp.mechinterp.report.folder import (
     INDEX,
     MARKER,
@@ -190,12 +191,21 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _equivalent_rule(o) -> str:
+    """The ``equivalent`` test in words with the alignment's thresholds (verdicts.equivalent_by)."""
+    return (
+        f"decoder cosine >= {o.equivalent_decoder_cosine:g}, or correlation >= {o.equivalent_correlation:g}, "
+        f"or co-active correlation (family-wise lower bound) >= {o.equivalent_coactive_correlation:g} with "
+        f"correlation >= {COACTIVE_MIN_CORRELATION:g}"
+    )
+
+
 def _rules(tables: AlignmentTables, small: str, large: str) -> dict[str, dict[str, str]]:
     """Each class's rule in words with the alignment's thresholds (the verdicts module's rules,
     ``analysis/metrics/verdicts.py``), per side."""
     o = tables.report.options
     rc, nc = f"{o.related_correlation:g}", f"{o.nested_containment:g}"
-    eq = f"decoder cosine >= {o.equivalent_decoder_cosine:g} or correlation >= {o.equivalent_correlation:g}"
+    eq = _equivalent_rule(o)
     return {
         "larger": {
             "split_child": f"assigned to its best-correlated {small} feature (correlation >= {rc}, or nested "
@@ -368,8 +378,7 @@ def alignment_page(tables: AlignmentTables, plots: dict[str, bytes], *, source: 
                             ),
                             (
                                 "equivalent",
-                                f"decoder cosine >= {r.options.equivalent_decoder_cosine:g} or correlation >= "
-                                f"{r.options.equivalent_correlation:g}",
+                                _equivalent_rule(r.options),
                             ),
                             ("elapsed", f"{r.elapsed_s:.1f} s"),
                         ]

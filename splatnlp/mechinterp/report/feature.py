@@ -243,6 +243,8 @@ def _verdict_section(report: MatchReport) -> Markup:
                 ("parent", _feature_ref(report.target_model, v.parent)),
                 ("parent correlation", v.parent_score),
                 ("parent decoder cosine", v.parent_decoder_cosine),
+                ("co-active correlation", v.parent_coactive_correlation),
+                ("co-active examples", v.parent_coactive_count),
                 ("P(parent | this)", v.parent_containment),
                 ("its 95 % lower bound", v.parent_containment_lower),
                 ("nesting (best candidate)", v.best_nesting),

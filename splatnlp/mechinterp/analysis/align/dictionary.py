@@ -247,12 +247,15 @@ def _decoder_null(other: FeatureArrays, n_directions: int, rng: np.random.Genera
 
 
 # -- assignment and classes --------------------------------------------------------------------
-def _classify(parent, parent_score, parent_decoder, count_small, count_large, opt: AlignOptions):
+def _classify(
+    parent, parent_score, parent_decoder, count_small, count_large, opt: AlignOptions, *, coactive_lower=None
+):
     """Classes of both sides from the parent assignment (rules in analysis/metrics/verdicts.py)."""
     n_assigned = np.bincount(parent[parent >= 0], minlength=len(count_small)).astype(np.int64)
     has = parent >= 0
     equivalent_pair = has & V.is_equivalent(
-        parent_score, parent_decoder, opt.equivalent_decoder_cosine, opt.equivalent_correlation
+        parent_score, parent_decoder, opt.equivalent_decoder_cosine, opt.equivalent_correlation,
+        coactive_lower=coactive_lower, equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
     )
     n_equivalent = np.bincount(parent[equivalent_pair], minlength=len(count_small))
     small = V.small_side_classes(n_assigned, n_equivalent, count_small)
@@ -453,13 +456,20 @@ def align_contexts(
         parent_decoder[rows] = np.einsum(
             "kd,kd->k", side_large.decoder[rows], side_small.decoder[parent[rows]]
         )
+    # The same pass summed each feature and its best candidate over the examples where both fire:
+    # the co-active correlation, evidence of 'equivalent' (verdicts.is_equivalent).
+    coactive = np.where(has, mass.coactive_correlation, np.nan)
+    coactive_count = np.where(has, mass.co_count, 0).astype(np.int64)
     small_cls, large_cls, n_assigned = _classify(
-        parent, parent_score, parent_decoder, small["count"], large["count"], opt
+        parent, parent_score, parent_decoder, small["count"], large["count"], opt,
+        coactive_lower=V.coactive_lower_bound(coactive, coactive_count, n_tests=len(parent)),
     )
     large.update(
         parent=parent,
         parent_score=parent_score,
         parent_decoder_cosine=parent_decoder,
+        parent_coactive_correlation=coactive,
+        parent_coactive_count=coactive_count,
         nesting=nesting,
         n_assigned=np.zeros(len(parent), np.int64),
     )
@@ -467,6 +477,8 @@ def align_contexts(
         parent=np.full(len(n_assigned), -1, np.int64),
         parent_score=np.full(len(n_assigned), np.nan),
         parent_decoder_cosine=np.full(len(n_assigned), np.nan),
+        parent_coactive_correlation=np.full(len(n_assigned), np.nan),
+        parent_coactive_count=np.zeros(len(n_assigned), np.int64),
         nesting=np.full(len(n_assigned), np.nan),
         n_assigned=n_assigned,
     )

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from splatnlp.mechinterp.analysis.metrics.results import CKAResult
 from splatnlp.mechinterp.analysis.metrics.tokens import TopTokenMethod
 from splatnlp.mechinterp.analysis.metrics.verdicts import (
+    EQUIVALENT_COACTIVE_CORRELATION,
     EQUIVALENT_CORRELATION,
     EQUIVALENT_DECODER_COSINE,
     LARGE_CLASSES,
@@ -55,6 +56,8 @@ SIDE_ARRAYS: tuple[str, ...] = (
     "parent",
     "parent_score",
     "parent_decoder_cosine",
+    "parent_coactive_correlation",
+    "parent_coactive_count",
     "nesting",
     "n_assigned",
     "hungarian",
@@ -104,7 +107,9 @@ class AlignOptions(BaseModel):
     equivalent_decoder_cosine: float = Field(EQUIVALENT_DECODER_COSINE, ge=-1.0, le=1.0)
     """A parent pair whose decoder cosine reaches this is ``equivalent``, ..."""
     equivalent_correlation: float = Field(EQUIVALENT_CORRELATION, ge=-1.0, le=1.0)
-    """... and so is one whose activation correlation reaches this."""
+    """... and so is one whose activation correlation reaches this, ..."""
+    equivalent_coactive_correlation: float = Field(EQUIVALENT_COACTIVE_CORRELATION, ge=-1.0, le=1.0)
+    """... or whose co-active correlation's family-wise lower bound reaches this (with r >= 0.5)."""
     hungarian_max_ratio: float = Field(2.0, ge=1.0)
     """Run the one-to-one Hungarian assignment only when max(K)/min(K) is at most this."""
     share_threshold: float = 0.5
@@ -290,6 +295,11 @@ class AlignedFeature(BaseModel):
     parent_decoder_cosine: float | None = None
     """The parent pair's decoder cosine: with ``parent_score``, the evidence of an
     ``equivalent`` verdict."""
+    parent_coactive_correlation: float | None = None
+    """The parent pair's correlation over the examples where both are active (None when fewer
+    than 3 or no variance): the third evidence of ``equivalent``."""
+    parent_coactive_count: int | None = None
+    """How many examples that correlation is measured on."""
     nesting: float | None = None
     """Larger side: how much of the feature's activation lies inside its best-correlated
     smaller-side feature beyond chance (95 % lower bound, ``verdicts.nesting_lower_bound``): the

@@ -22,7 +22,9 @@ Arrays: ``best_<metric>_index`` (int64, -1 = none) and ``best_<metric>_score`` (
 none) for each metric in :data:`METRICS`; ``count`` (int64, examples where active); ``parent``
 (int64: on the larger side, the assigned feature of the smaller side, -1 = none; on the smaller
 side all -1), ``parent_score`` (its correlation, NaN = none) and ``parent_decoder_cosine`` (the
-pair's decoder cosine, NaN = none); ``nesting`` (larger side: the chance-corrected share of the
+pair's decoder cosine, NaN = none), ``parent_coactive_correlation`` (the pair's correlation over
+the examples where both are active, NaN = none) and ``parent_coactive_count`` (int64, how many
+such examples; 0 = none); ``nesting`` (larger side: the chance-corrected share of the
 feature's activation inside its best-correlated smaller-side feature, 95 % lower bound; NaN on
 the smaller side); ``n_assigned`` (int64: on the
 smaller side, how many larger-side features were assigned to it; 0 on the larger side);
@@ -72,6 +74,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "parent",
     "parent_score",
     "parent_decoder_cosine",
+    "parent_coactive_correlation",
+    "parent_coactive_count",
     "nesting",
     "n_children",
     "count",
@@ -85,8 +89,9 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 """Columns of ``features.csv``, one row per feature of both models (side A first): ``class``
 (see SMALL_CLASSES / LARGE_CLASSES), ``parent`` (larger side: the smaller-side feature it was
 assigned to, empty when none), ``parent_score`` (that pair's activation correlation, the
-evidence the assignment rests on), ``parent_decoder_cosine`` (the evidence of ``equivalent``),
-``nesting`` (larger side: the share of its activation inside its best-correlated smaller-side
+evidence the assignment rests on), ``parent_decoder_cosine`` and ``parent_coactive_correlation``
+(the pair's correlation over the examples where both are active, measured on
+``parent_coactive_count`` of them: the evidence of ``equivalent``), ``nesting`` (larger side: the share of its activation inside its best-correlated smaller-side
 feature beyond chance, 95 % lower bound; a parent below the correlation cut needs >= 0.5),
 ``n_children`` (smaller side: larger-side features assigned
 to it), ``count`` (examples where active), and per metric the best match in the other model
@@ -166,6 +171,8 @@ class AlignmentTables:
             parent=parent if parent >= 0 else None,
             parent_score=float(arrays["parent_score"][feature]) if parent >= 0 else None,
             parent_decoder_cosine=_finite(arrays["parent_decoder_cosine"][feature]) if parent >= 0 else None,
+            parent_coactive_correlation=_finite(arrays["parent_coactive_correlation"][feature]) if parent >= 0 else None,
+            parent_coactive_count=int(arrays["parent_coactive_count"][feature]) if parent >= 0 else None,
             nesting=_finite(arrays["nesting"][feature]),
             children=children.tolist(),
             children_scores=other["parent_score"][children].tolist(),
@@ -250,6 +257,10 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 "parent": parent if parent >= 0 else None,
                 "parent_score": float(arrays["parent_score"][f]) if parent >= 0 else None,
                 "parent_decoder_cosine": _finite(arrays["parent_decoder_cosine"][f]) if parent >= 0 else None,
+                "parent_coactive_correlation": (
+                    _finite(arrays["parent_coactive_correlation"][f]) if parent >= 0 else None
+                ),
+                "parent_coactive_count": int(arrays["parent_coactive_count"][f]) if parent >= 0 else None,
                 "nesting": _finite(arrays["nesting"][f]),
                 "n_children": int(n_children[f]),
                 "count": int(arrays["count"][f]),

@@ -42,7 +42,10 @@ from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
 from splatnlp.mechinterp.context import MechInterpContext, load_context
 
 OTHER_MODEL = {"ultra": "full", "full": "ultra"}
-_VERDICT_OPTIONS = ("min_active", "related_correlation", "nested_containment", "equivalent_decoder_cosine", "equivalent_correlation")
+_VERDICT_OPTIONS = (
+    "min_active", "related_correlation", "nested_containment", "equivalent_decoder_cosine",
+    "equivalent_correlation", "equivalent_coactive_correlation",
+)
 """Options the verdict depends on: a saved alignment answers for the matcher only when they agree."""
 def _feature_summary(arrays: FeatureArrays, feature: int) -> FeatureSummary:
     s = arrays.ctx.stats
@@ -165,8 +168,8 @@ class FeatureMatcher:
         return tables
 
     def _verdict_tables(self) -> dict[str, np.ndarray] | None:
-        """The larger side's ``parent``, ``parent_score``, ``parent_decoder_cosine``, ``nesting``
-        and best-correlation arrays from the alignment, when its verdicts are this matcher's
+        """The larger side's ``parent``, ``parent_score``, ``parent_decoder_cosine``,
+        ``parent_coactive_*``, ``nesting`` and best-correlation arrays from the alignment, when its verdicts are this matcher's
         (same verdict options, every example aligned); else None."""
         if self.alignment is None:
             return None
@@ -183,6 +186,8 @@ class FeatureMatcher:
             "parent": large["parent"],
             "parent_score": large["parent_score"],
             "parent_decoder_cosine": large["parent_decoder_cosine"],
+            "parent_coactive_correlation": large["parent_coactive_correlation"],
+            "parent_coactive_count": large["parent_coactive_count"],
             "nesting": large["nesting"],
             "best": large["best_activation_correlation_index"],
         }
@@ -296,6 +301,10 @@ class FeatureMatcher:
         with np.errstate(invalid="ignore"):
             related = corr >= opt.related_correlation
         parent_pair = self._parent_pairs(feature, corr, related, mass) & np.isfinite(corr)
+        coactive_lower = np.full(n_t, np.nan)
+        for t in np.flatnonzero(parent_pair):
+            pair = (feature, int(t)) if self._source_is_larger else (int(t), feature)
+            coactive_lower[t] = self._coactive(*pair)[2]
         relation = V.pair_relations(
             corr,
             dec,
@@ -304,6 +313,8 @@ class FeatureMatcher:
             related_correlation=opt.related_correlation,
             equivalent_decoder_cosine=opt.equivalent_decoder_cosine,
             equivalent_correlation=opt.equivalent_correlation,
+            coactive_lower=coactive_lower,
+            equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
         )
 
         # Analytic permutation null for Pearson: under a random shuffle of the examples, r has
@@ -419,6 +430,26 @@ class FeatureMatcher:
     def _small(self) -> tuple[MechInterpContext, FeatureArrays]:
         return (self.target_ctx, self._target) if self._source_is_larger else (self.source_ctx, self._source)
 
+    @cached_property
+    def _coactives(self) -> dict[tuple[int, int], tuple[float, int, float]]:
+        return {}
+
+    def _coactive(self, large_feature: int, small_feature: int) -> tuple[float, int, float]:
+        """(co-active correlation, its number of examples, its family-wise lower bound) of a parent
+        pair: Pearson over the examples where both fire (the third test of ``equivalent``,
+        :func:`verdicts.is_equivalent`); the alignment's when it holds this pair, else from the
+        two features' codes. NaN correlation where fewer than 3 co-active examples."""
+        key = (large_feature, small_feature)
+        if key not in self._coactives:
+            t = self._table
+            if t is not None and t["parent"][large_feature] == small_feature:
+                r, n = float(t["parent_coactive_correlation"][large_feature]), int(t["parent_coactive_count"][large_feature])
+            else:
+                (large_ctx, _), (small_ctx, _) = self._large, self._small
+                r, n = M.coactive_of(*large_ctx.codes.feature(large_feature), *small_ctx.codes.feature(small_feature))
+            self._coactives[key] = (r, n, float(V.coactive_lower_bound(r, n, n_tests=self._large[0].n_features)))
+        return self._coactives[key]
+
     def _small_row(self, small_feature: int) -> tuple[np.ndarray, np.ndarray]:
         """A smaller-side feature against every larger-side one: Pearson (NaN where undefined,
         the masks of :meth:`_score_all`) and each larger feature's summed code over the small
@@ -514,7 +545,14 @@ class FeatureMatcher:
         order = np.lexsort((ids, -c))  # best-correlated first, ties by id
         ids, c, d = ids[order], c[order], d[order]
         opt = self.options
-        self._children[small_feature] = (ids, c, d, V.is_equivalent(c, d, opt.equivalent_decoder_cosine, opt.equivalent_correlation))
+        lower = np.array([self._coactive(int(u), small_feature)[2] for u in ids], dtype=np.float64)
+        self._children[small_feature] = (
+            ids, c, d,
+            V.is_equivalent(
+                c, d, opt.equivalent_decoder_cosine, opt.equivalent_correlation,
+                coactive_lower=lower, equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
+            ),
+        )
         return self._children[small_feature]
 
     def _null(self, feature: int, scores: _Scores) -> tuple[NullModel, np.ndarray]:
@@ -676,18 +714,27 @@ class FeatureMatcher:
                 information_test=info, best_nesting=nest,
             )
         siblings, *_ = self._children_of(p)
-        by_dec = bool(dec[p] >= opt.equivalent_decoder_cosine)
-        by_corr = bool(corr[p] >= opt.equivalent_correlation)
-        label = str(V.large_side_classes([True], [by_dec or by_corr], [len(siblings)], [count])[0])
+        co_r, co_n, co_lower = self._coactive(feature, p)
+        by = V.equivalent_by(
+            corr[p], dec[p], opt.equivalent_decoder_cosine, opt.equivalent_correlation,
+            coactive_lower=co_lower, equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
+        )[0] or None
+        label = str(V.large_side_classes([True], [by is not None], [len(siblings)], [count])[0])
         contained = scores.metric["p_target_given_source"][0][p]
         lower = None
         if np.isfinite(contained):
             lower = float(V.containment_lower_bound(round(contained * count), count))
         why = {
-            "equivalent": (
-                f"decoder cosine {dec[p]:.3f} >= {opt.equivalent_decoder_cosine}" if by_dec
-                else f"correlation {corr[p]:.3f} >= {opt.equivalent_correlation}"
-            ),
+            "equivalent": {
+                "decoder_cosine": f"decoder cosine {dec[p]:.3f} >= {opt.equivalent_decoder_cosine}",
+                "correlation": f"correlation {corr[p]:.3f} >= {opt.equivalent_correlation}",
+                "coactive_correlation": (
+                    f"co-active correlation {co_r:.3f} on {co_n} examples (family-wise lower bound "
+                    f"{co_lower:.3f} >= {opt.equivalent_coactive_correlation}), r = {corr[p]:.3f} >= "
+                    f"{V.COACTIVE_MIN_CORRELATION}"
+                ),
+                None: "",
+            }[by],
             "split_child": f"{other} {p} has {len(siblings)} {self.source_ctx.model_type} features assigned",
             "partial": f"{other} {p} has only this one assigned, and the pair is not equivalent",
         }[label]
@@ -706,7 +753,10 @@ class FeatureMatcher:
             parent_containment_lower=lower,
             best_nesting=nest,
             parent_n_children=len(siblings),
-            equivalent_by=("decoder_cosine" if by_dec else "correlation") if label == "equivalent" else None,
+            equivalent_by=by if label == "equivalent" else None,
+            parent_coactive_correlation=_opt(co_r),
+            parent_coactive_count=co_n,
+            parent_coactive_lower=_opt(co_lower),
             rule=f"parent {other} {p}, the best-correlated ({how}); {why}",
             significance=V.SIGNIFICANCE_BASIS,
             information_test=info,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from splatnlp.mechinterp.analysis.match.reports import PAIR_METRICS
 from splatnlp.mechinterp.analysis.metrics.tokens import TopTokenMethod
 from splatnlp.mechinterp.analysis.metrics.verdicts import (
+    EQUIVALENT_COACTIVE_CORRELATION,
     EQUIVALENT_CORRELATION,
     EQUIVALENT_DECODER_COSINE,
     NESTED_CONTAINMENT,
@@ -55,7 +56,10 @@ class MatchOptions(BaseModel):
     equivalent_decoder_cosine: float = EQUIVALENT_DECODER_COSINE
     """A parent pair is 'equivalent' when its decoder cosine reaches this, ..."""
     equivalent_correlation: float = EQUIVALENT_CORRELATION
-    """... or its activation correlation reaches this."""
+    """... or its activation correlation reaches this, ..."""
+    equivalent_coactive_correlation: float = EQUIVALENT_COACTIVE_CORRELATION
+    """... or the family-wise lower bound of its co-active correlation (Pearson over the examples where
+    both fire) reaches this, with r >= 0.5."""
     alpha: float = Field(0.01, gt=0, lt=1)
     """Family-wise significance level."""
     n_permutations: int = Field(0, ge=0)

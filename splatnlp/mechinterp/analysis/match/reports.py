@@ -201,8 +201,17 @@ class Verdict(BaseModel):
     children: list[int] = Field(default_factory=list)
     """Smaller side: the larger-side features whose parent it is, best-correlated first."""
     children_scores: list[float] = Field(default_factory=list)
-    equivalent_by: Literal["decoder_cosine", "correlation"] | None = None
-    """Which test made the parent pair ``equivalent``."""
+    equivalent_by: Literal["decoder_cosine", "correlation", "coactive_correlation"] | None = None
+    """Which test made the parent pair ``equivalent`` (the first that passes, in this order)."""
+    parent_coactive_correlation: float | None = None
+    """Larger side: the parent pair's Pearson correlation over the examples where both are active
+    (None: fewer than 3, or no variance there): do the two magnitudes move together?"""
+    parent_coactive_count: int | None = None
+    """How many examples it is measured on."""
+    parent_coactive_lower: float | None = None
+    """Its lower bound (Fisher z, 95 % family-wise over the larger dictionary's features:
+    ``verdicts.coactive_lower_bound``); ``equivalent`` when it reaches
+    ``equivalent_coactive_correlation`` with r >= 0.5."""
     rule: str
     """The rule that gave the label, with this feature's numbers."""
     significance: str

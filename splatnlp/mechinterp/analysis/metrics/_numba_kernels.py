@@ -78,22 +78,31 @@ def _one_parts(rows, values, indptr, indices, data, dot, co, mass):  # pragma: n
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _inside_parts(l_ptr, l_idx, l_val, s_ptr, s_idx, cand, k_small, inside, total, total_sq):  # pragma: no cover
-    n_parts = inside.shape[0]
+def _inside_parts(l_ptr, l_idx, l_val, s_ptr, s_idx, s_val, cand, k_small, total, total_sq, co):  # pragma: no cover
+    # co[t] is (6, K_large): count, large, small, large^2, small^2, large * small over the rows
+    # where both the feature and its candidate are active.
+    n_parts = total.shape[0]
     n = len(l_ptr) - 1
     for t in numba.prange(n_parts):
-        mark = np.zeros(k_small, np.bool_)
-        ins, tot, sq = inside[t], total[t], total_sq[t]
+        value = np.zeros(k_small, np.float64)  # the candidate side's codes of the current row
+        tot, sq, c6 = total[t], total_sq[t], co[t]
         for r in range(t * n // n_parts, (t + 1) * n // n_parts):
             for q in range(s_ptr[r], s_ptr[r + 1]):
-                mark[s_idx[q]] = True
+                value[s_idx[q]] = np.float64(s_val[q])
             for q in range(l_ptr[r], l_ptr[r + 1]):
                 u = l_idx[q]
                 x = np.float64(l_val[q])
                 tot[u] += x
                 sq[u] += x * x
                 c = cand[u]
-                if c >= 0 and mark[c]:
-                    ins[u] += x
+                if c >= 0:
+                    y = value[c]
+                    if y > 0:
+                        c6[0, u] += 1.0
+                        c6[1, u] += x
+                        c6[2, u] += y
+                        c6[3, u] += x * x
+                        c6[4, u] += y * y
+                        c6[5, u] += x * y
             for q in range(s_ptr[r], s_ptr[r + 1]):
-                mark[s_idx[q]] = False
+                value[s_idx[q]] = 0.0

@@ -182,11 +182,49 @@ def cosine_rows(unit_vector: np.ndarray, unit_matrix: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class InsideMass:
     """Per larger-side feature ``u`` and one candidate ``b`` each, shape (K,) float64:
-    ``inside = sum_n u_n [b_n > 0]``, ``total = sum_n u_n``, ``total_sq = sum_n u_n^2``."""
+    ``inside = sum_n u_n [b_n > 0]``, ``total = sum_n u_n``, ``total_sq = sum_n u_n^2``, and the
+    sums over the examples where both are active that :func:`coactive_pearson` needs."""
 
     inside: np.ndarray
     total: np.ndarray
     total_sq: np.ndarray
+    co_count: np.ndarray
+    """Examples where ``u`` and its candidate are both active."""
+    co_sums: np.ndarray
+    """(5, K) over those examples: sum u, sum b, sum u², sum b², sum u·b."""
+
+    @property
+    def coactive_correlation(self) -> np.ndarray:
+        """:func:`coactive_pearson` of each feature with its candidate (NaN where undefined)."""
+        return coactive_pearson(self.co_count, *self.co_sums)
+
+
+def coactive_pearson(count, sx, sy, sxx, syy, sxy) -> np.ndarray:
+    """Pearson correlation of two features' codes over the examples where both are active, from
+    float64 sums over those examples (elementwise; NaN with fewer than 3 such examples or no
+    variance). Unlike the correlation over all examples it is not capped by the firing rates:
+    it asks whether the two magnitudes move together when both fire (the ``equivalent`` rule,
+    :mod:`~splatnlp.mechinterp.analysis.metrics.verdicts`)."""
+    count, sx, sy, sxx, syy, sxy = (np.asarray(v, dtype=np.float64) for v in (count, sx, sy, sxx, syy, sxy))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - sx * sy / count
+        vx = sxx - sx * sx / count
+        vy = syy - sy * sy / count
+        # Relative floor: a constant code gives a variance that is rounding error, not zero.
+        ok = (count >= 3) & (vx > 1e-12 * sxx) & (vy > 1e-12 * syy)
+        return np.where(ok, np.clip(cov / np.sqrt(vx * vy), -1.0, 1.0), np.nan)
+
+
+def coactive_of(
+    rows: np.ndarray, values: np.ndarray, other_rows: np.ndarray, other_values: np.ndarray
+) -> tuple[float, int]:
+    """(:func:`coactive_pearson`, number of co-active examples) of one pair, from each feature's
+    active rows and values (rows sorted ascending, as the codes store them)."""
+    common, i, j = np.intersect1d(rows, other_rows, assume_unique=True, return_indices=True)
+    x = np.asarray(values, dtype=np.float64)[i]
+    y = np.asarray(other_values, dtype=np.float64)[j]
+    r = coactive_pearson(len(common), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum())
+    return float(r), int(len(common))
 
 
 def inside_mass_of(rows: np.ndarray, values: np.ndarray, candidate_rows: np.ndarray) -> tuple[float, float, float]:
@@ -201,10 +239,11 @@ def inside_mass(
     large_csr: sp.csr_matrix, small_csr: sp.csr_matrix, candidate: np.ndarray, *, chunk_size: int = 4096
 ) -> InsideMass:
     """For every column ``u`` of ``large_csr``, the activation mass that falls where column
-    ``candidate[u]`` of ``small_csr`` is active (-1: none, then ``inside`` is NaN).
+    ``candidate[u]`` of ``small_csr`` is active (-1: none, then ``inside`` is NaN), and the
+    pair's co-active sums (:attr:`InsideMass.co_sums`).
 
-    One pass over the rows: per chunk, the small side's support as a dense boolean block and a
-    gather at each large nonzero's (row, candidate) — O(nnz_large), no (K_large, K_small) matrix.
+    One pass over the rows: per chunk, the small side's codes as a dense block and a gather at
+    each large nonzero's (row, candidate) — O(nnz_large), no (K_large, K_small) matrix.
 
     Parameters
     ----------
@@ -220,23 +259,28 @@ def inside_mass(
         )
     cand = np.asarray(candidate, dtype=np.int64)
     if kernels.AVAILABLE and isinstance(large_csr, sp.csr_matrix) and isinstance(small_csr, sp.csr_matrix):
-        inside, total, total_sq = kernels.inside_mass(large_csr, small_csr, cand)
+        total, total_sq, co = kernels.inside_mass(large_csr, small_csr, cand)
+        inside = co[1].copy()
         inside[cand < 0] = np.nan
-        return InsideMass(inside=inside, total=total, total_sq=total_sq)
+        return InsideMass(inside=inside, total=total, total_sq=total_sq, co_count=co[0], co_sums=co[1:])
     safe = np.maximum(cand, 0)
-    inside = np.zeros(k)
     total = np.zeros(k)
     total_sq = np.zeros(k)
+    co = np.zeros((6, k))
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         block = large_csr[start:stop]
         cols = np.asarray(block.indices, dtype=np.int64)
-        vals = np.asarray(block.data, dtype=np.float64)
+        x = np.asarray(block.data, dtype=np.float64)
         local = np.repeat(np.arange(stop - start), np.diff(block.indptr))
-        support = small_csr[start:stop].toarray() > 0
-        hit = support[local, safe[cols]]
-        inside += np.bincount(cols, weights=vals * hit, minlength=k)
-        total += np.bincount(cols, weights=vals, minlength=k)
-        total_sq += np.bincount(cols, weights=vals * vals, minlength=k)
+        # The small side's codes at each large nonzero's (row, candidate); 0 where inactive.
+        y = np.asarray(small_csr[start:stop].toarray(), dtype=np.float64)[local, safe[cols]]
+        y[cand[cols] < 0] = 0.0
+        hit = y > 0
+        total += np.bincount(cols, weights=x, minlength=k)
+        total_sq += np.bincount(cols, weights=x * x, minlength=k)
+        for row, w in enumerate((hit, x * hit, y, x * x * hit, y * y, x * y)):
+            co[row] += np.bincount(cols, weights=w.astype(np.float64), minlength=k)
+    inside = co[1].copy()
     inside[cand < 0] = np.nan
-    return InsideMass(inside=inside, total=total, total_sq=total_sq)
+    return InsideMass(inside=inside, total=total, total_sq=total_sq, co_count=co[0], co_sums=co[1:])

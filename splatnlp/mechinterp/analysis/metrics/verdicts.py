@@ -21,16 +21,25 @@ the same pair can disagree:
   ``trained`` demo (mass: F1 0.686 -> 0.725 there). The default demo's classes are unchanged.
 - **equivalent**: a parent pair whose decoder directions agree (cosine >= ``equivalent_decoder_cosine``):
   two latents that write the same direction are one feature; or whose activations are nearly
-  the same (correlation >= ``equivalent_correlation``, 0.9: above every demo child, so the demo's
-  classes are identical with it, and on the dev worlds it lifts the equivalent F1 of the decoder
-  rule alone from 0.47 to 0.56; 0.95 gave 0.47). Correlation alone would do better on the dev
-  worlds (same-feature parent pairs: median r 0.89, other parent pairs 0.50; r >= 0.66 alone:
-  mean F1 0.82) but the default demo's children reach r = 0.86 with their parents (they fire on
-  96 % of their parent's examples), so it would call 60 to 500 of them equivalent; no second
-  statistic measured (containments, Jaccard, rate ratio, decoder cosine) separates both. Decoder cosine separates the demo
-  cleanly (children <= 0.77, equivalents 0.99); on the dev worlds it is precise but misses half
-  (precision 0.87, recall 0.50 at 0.85: same-feature pairs' median cosine is 0.86, descendants'
-  0.36), which is where equivalents are lost today.
+  the same (correlation >= ``equivalent_correlation``, 0.9); or whose magnitudes move together
+  where both fire: the family-wise lower bound of the **co-active correlation** (Pearson over
+  the examples where both are active, :func:`coactive_lower_bound`: Fisher z, 95 % over every
+  feature of the larger dictionary) reaches ``equivalent_coactive_correlation`` (0.78) with
+  r >= ``COACTIVE_MIN_CORRELATION`` (0.5). Two latents reading one feature both scale with its
+  magnitude; a child latent's magnitude follows its own feature, which varies apart from its
+  parent's, so inside the parent its code moves less with the parent's. Unlike r over all
+  examples this is not capped by the firing rates, which is why r alone cannot be the rule:
+  r >= 0.66 alone reached equivalent F1 0.77 on the dev worlds but would call 8,696 of the
+  default demo's 22,262 planted children equivalent (their r reaches 0.84 there: matched
+  filters fire on their parent's examples), while their co-active correlation stays <= 0.84.
+  Chosen on the dev worlds (same-feature pairs; mean F1 of the decoder and r rules alone
+  0.564): the family-wise bound, because a pointwise 95 % bound let sampling noise lift 39 of
+  the tiny demo's children over any cut that the default demo allowed; the cut is the lowest
+  that calls no child of either demo equivalent (0.70 / 0.75 / 0.78 / 0.80 / 0.85: default demo
+  2,009 / 60 / 0 / 0 / 0 children, dev F1 0.727 / 0.699 / 0.677 / 0.666 / 0.629). Decoder cosine
+  alone is precise but misses half the same-feature pairs on the dev worlds (median cosine
+  0.86); activation mass inside, containments, Jaccard and rate ratio were measured and
+  separate neither the dev worlds nor the demo.
 - **direction**: the larger feature is part of its parent (``source_part_of_target`` seen from
   the larger side, ``source_split_by_target`` from the smaller), and any other pair at or above
   ``related_correlation`` is ``partial``. Binarized containments are reported as evidence but do
@@ -43,8 +52,11 @@ README, "Verdicts on trained SAEs").
 from __future__ import annotations
 
 import numpy as np
+import scipy.special
 
 __all__ = [
+    "COACTIVE_MIN_CORRELATION",
+    "EQUIVALENT_COACTIVE_CORRELATION",
     "EQUIVALENT_CORRELATION",
     "EQUIVALENT_DECODER_COSINE",
     "LARGE_CLASSES",
@@ -54,7 +66,9 @@ __all__ = [
     "SMALL_CLASSES",
     "assign_parents",
     "best_candidates",
+    "coactive_lower_bound",
     "containment_lower_bound",
+    "equivalent_by",
     "is_equivalent",
     "large_side_classes",
     "larger_is_first",
@@ -65,9 +79,8 @@ __all__ = [
 
 SMALL_CLASSES: tuple[str, ...] = ("split_parent", "equivalent", "partial", "unique", "dead")
 """Classes of the smaller dictionary's features: ``dead`` never active; ``split_parent`` >= 2
-larger-side features assigned; ``equivalent`` exactly one, an equivalent pair (decoder cosine
->= ``equivalent_decoder_cosine`` or correlation >= ``equivalent_correlation``); ``partial``
-exactly one, not equivalent; ``unique`` none."""
+larger-side features assigned; ``equivalent`` exactly one, an equivalent pair
+(:func:`is_equivalent`); ``partial`` exactly one, not equivalent; ``unique`` none."""
 
 LARGE_CLASSES: tuple[str, ...] = ("split_child", "equivalent", "partial", "novel", "dead")
 """Classes of the larger dictionary's features: ``dead`` never active; ``novel`` no parent (best
@@ -98,6 +111,14 @@ EQUIVALENT_DECODER_COSINE = 0.85
 
 EQUIVALENT_CORRELATION = 0.9
 """... or when its activation correlation reaches this: no demo child does (module docstring)."""
+
+EQUIVALENT_COACTIVE_CORRELATION = 0.78
+"""... or when the family-wise lower bound of its co-active correlation reaches this (module
+docstring, :func:`coactive_lower_bound`)."""
+
+COACTIVE_MIN_CORRELATION = 0.5
+"""... with an activation correlation of at least this: a pair that fires together on a handful
+of examples is not one feature however its magnitudes agree there."""
 
 
 def larger_is_first(first: tuple[int, str, str], second: tuple[int, str, str]) -> bool:
@@ -192,16 +213,55 @@ def assign_parents(
     return np.where(keep, best, -1).astype(np.int64), np.where(keep, score, np.nan)
 
 
-def is_equivalent(
+def equivalent_by(
     corr: np.ndarray,
     decoder_cosine: np.ndarray,
     equivalent_decoder_cosine: float = EQUIVALENT_DECODER_COSINE,
     equivalent_correlation: float = EQUIVALENT_CORRELATION,
+    *,
+    coactive_lower: np.ndarray | None = None,
+    equivalent_coactive_correlation: float = EQUIVALENT_COACTIVE_CORRELATION,
 ) -> np.ndarray:
-    """bool, elementwise: the pair is one feature if it is a parent pair (decoder directions
-    agree, or activations nearly equal). NaN counts as not reaching a threshold."""
+    """Which test makes each parent pair one feature, elementwise: ``"decoder_cosine"`` (the
+    decoder directions agree), ``"correlation"`` (the activations are nearly equal),
+    ``"coactive_correlation"`` (the magnitudes move together where both fire; ``coactive_lower``
+    is :func:`coactive_lower_bound`, None when not known), the first that passes in this order,
+    or ``""`` for none. NaN counts as not reaching a threshold."""
+    corr = np.atleast_1d(np.asarray(corr, dtype=np.float64))
+    dec = np.atleast_1d(np.asarray(decoder_cosine, dtype=np.float64))
+    out = np.full(corr.shape, "", dtype=object)
     with np.errstate(invalid="ignore"):
-        return (decoder_cosine >= equivalent_decoder_cosine) | (corr >= equivalent_correlation)
+        if coactive_lower is not None:
+            co = np.atleast_1d(np.asarray(coactive_lower, dtype=np.float64))
+            out[(co >= equivalent_coactive_correlation) & (corr >= COACTIVE_MIN_CORRELATION)] = "coactive_correlation"
+        out[corr >= equivalent_correlation] = "correlation"
+        out[dec >= equivalent_decoder_cosine] = "decoder_cosine"
+    return out
+
+
+def is_equivalent(*args, **kwargs) -> np.ndarray:
+    """bool, elementwise: some test of :func:`equivalent_by` (same arguments) makes the parent
+    pair one feature."""
+    return equivalent_by(*args, **kwargs) != ""
+
+
+def coactive_lower_bound(
+    r: np.ndarray | float, n: np.ndarray | int, n_tests: int = 1, alpha: float = 0.05
+) -> np.ndarray:
+    """Family-wise lower confidence bound (Fisher z, Bonferroni over ``n_tests`` pairs) of a
+    co-active correlation ``r`` measured on ``n`` examples
+    (:func:`~splatnlp.mechinterp.analysis.metrics.pairs.coactive_pearson`), elementwise; NaN
+    where ``r`` is NaN or ``n < 4``.
+
+    Family-wise because every feature of the larger dictionary is tested: with a pointwise 95 %
+    bound, sampling noise alone lifted 39 of the tiny demo's 21,801 children (3,000 examples,
+    ~110 co-active each) over the cut; over ``n_tests`` = the larger dictionary's size, none."""
+    r = np.asarray(r, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    z = float(scipy.special.ndtri(1.0 - alpha / max(int(n_tests), 1)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zr = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
+        return np.where((n >= 4) & np.isfinite(r), np.tanh(zr - z / np.sqrt(n - 3)), np.nan)
 
 
 def pair_relations(
@@ -213,6 +273,8 @@ def pair_relations(
     related_correlation: float = RELATED_CORRELATION,
     equivalent_decoder_cosine: float = EQUIVALENT_DECODER_COSINE,
     equivalent_correlation: float = EQUIVALENT_CORRELATION,
+    coactive_lower: np.ndarray | None = None,
+    equivalent_coactive_correlation: float = EQUIVALENT_COACTIVE_CORRELATION,
 ) -> np.ndarray:
     """The relation label of one source feature to each target, from the source's view.
 
@@ -221,6 +283,8 @@ def pair_relations(
     corr, decoder_cosine : arrays of shape (n_targets,) (NaN undefined)
     is_parent_pair : bool array of shape (n_targets,): the pair is a parent pair (the source is
         the target's parent, or the target is the source's, per :func:`assign_parents`)
+    coactive_lower : float array of shape (n_targets,), :func:`coactive_lower_bound` of the
+        parent pairs (NaN elsewhere), or None
     source_is_larger : whether the source's dictionary is the larger one
 
     Returns an object array of ``equivalent``, ``source_part_of_target``,
@@ -228,7 +292,10 @@ def pair_relations(
     """
     with np.errstate(invalid="ignore"):
         related = corr >= related_correlation
-        same = is_equivalent(corr, decoder_cosine, equivalent_decoder_cosine, equivalent_correlation)
+        same = is_equivalent(
+            corr, decoder_cosine, equivalent_decoder_cosine, equivalent_correlation,
+            coactive_lower=coactive_lower, equivalent_coactive_correlation=equivalent_coactive_correlation,
+        )
     # A parent pair is one whatever its correlation: the nesting rule can make a rare child's
     # parent below the correlation cut.
     parent = np.asarray(is_parent_pair, dtype=bool) & np.isfinite(corr)

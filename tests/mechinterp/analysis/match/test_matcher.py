@@ -137,7 +137,8 @@ def brute_scores(pair: Pair, f: int, options: MatchOptions) -> dict[str, np.ndar
     # The verdict rules written out (analysis/metrics/verdicts.py): the source here is the smaller
     # model (7 vs 40 features), so target t is a child when the source is t's best-correlated
     # source feature and they are related (r >= 0.3) or t is nested in it; a child is equivalent
-    # when their decoders point the same way or their activations nearly agree.
+    # when their decoders point the same way, their activations nearly agree, or their codes
+    # correlate where both fire (Fisher-z lower bound, Bonferroni over the 40 larger features).
     S = pair.source_codes
     z = 1.96
 
@@ -149,6 +150,14 @@ def brute_scores(pair: Pair, f: int, options: MatchOptions) -> dict[str, np.ndar
         p, m, q = a[inside].sum() / a.sum(), a.sum() ** 2 / (a * a).sum(), inside.mean()
         lower = (p + z * z / (2 * m) - z * math.sqrt(p * (1 - p) / m + z * z / (4 * m * m))) / (1 + z * z / m)
         return (lower - q) / (1 - q)
+
+    def coactive_lower(t: int) -> float:
+        both = (T[:, t] > 0) & (S[:, f] > 0)
+        if both.sum() < 4 or T[both, t].std() == 0 or S[both, f].std() == 0:
+            return float("nan")
+        r = np.corrcoef(T[both, t], S[both, f])[0, 1]
+        z_fw = scipy.stats.norm.ppf(1 - 0.05 / n_t)
+        return math.tanh(math.atanh(min(r, 1 - 1e-12)) - z_fw / math.sqrt(both.sum() - 3))
 
     relation = []
     for t in range(n_t):
@@ -163,7 +172,11 @@ def brute_scores(pair: Pair, f: int, options: MatchOptions) -> dict[str, np.ndar
         nested = corr[t] > 0 and nesting(t) >= options.nested_containment
         if int(np.argmax(back)) != f or not (related[t] or nested):
             relation.append("partial" if related[t] else "unrelated")
-        elif dec[t] >= options.equivalent_decoder_cosine or corr[t] >= options.equivalent_correlation:
+        elif (
+            dec[t] >= options.equivalent_decoder_cosine
+            or corr[t] >= options.equivalent_correlation
+            or (coactive_lower(t) >= options.equivalent_coactive_correlation and corr[t] >= 0.5)
+        ):
             relation.append("equivalent")
         else:
             relation.append("source_split_by_target")
@@ -279,10 +292,14 @@ def test_planted_relations_are_found(pair, matchers) -> None:
     report = matchers["enrichment"].find_matches(SRC_PLAIN)
     assert report.matches[0].target_feature == TGT_SUPERSET
     # The source model is the smaller one (7 vs 40 features) and the superset's best source is
-    # SRC_PLAIN, so the pair is a parent pair: the label follows the assignment (the larger
-    # model's feature is the part), and the containments stay in the report as evidence.
-    assert report.matches[0].relation == "source_split_by_target"
+    # SRC_PLAIN, so the pair is a parent pair. Where both fire the superset is 0.5 + SRC_PLAIN:
+    # the magnitudes move together exactly (co-active correlation 1), so the pair is one feature;
+    # without that test the label follows the assignment (the larger model's feature is the
+    # part). The containments stay in the report as evidence either way.
+    assert report.matches[0].relation == "equivalent"
     assert report.matches[0].p_target_given_source == 1.0
+    no_coactive = FeatureMatcher(pair.source, pair.target, options=MatchOptions(equivalent_coactive_correlation=1.01))
+    assert no_coactive.find_matches(SRC_PLAIN).matches[0].relation == "source_split_by_target"
     assert not report.is_unique
     # The enriched theme token is shared; the special <NULL> in every such build never counts.
     assert report.matches[0].shared_top_tokens
@@ -295,7 +312,12 @@ def test_planted_relations_are_found(pair, matchers) -> None:
     assert trace.relation == "equivalent"
     top = matchers["enrichment"].find_matches(SRC_SUM).matches[:2]
     assert [m.target_feature for m in top] == [TGT_PART_A, TGT_PART_B]
-    assert {m.relation for m in top} == {"source_split_by_target"}
+    # Where PART_A fires, SRC_SUM is PART_A plus half of PART_B plus noise: their magnitudes move
+    # together (co-active r 0.98 on 21 examples), so PART_A is the sum's equivalent part, while
+    # PART_B (co-active r 0.83, bound below the cut) is only a part; the sum is still split.
+    assert [m.relation for m in top] == ["equivalent", "source_split_by_target"]
+    assert matchers["enrichment"].find_matches(SRC_SUM).verdict.label == "split_parent"
+    assert no_coactive.find_matches(SRC_SUM).matches[0].relation == "source_split_by_target"
 
 
 # -- ordering and candidate selection -----------------------------------------------------------

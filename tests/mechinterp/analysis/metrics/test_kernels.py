@@ -82,7 +82,7 @@ def test_compiled_inside_mass_equals_the_numpy_pass(monkeypatch: pytest.MonkeyPa
     got = M.inside_mass(large, small, cand)
     monkeypatch.setattr(kernels, "AVAILABLE", False)
     want = M.inside_mass(large, small, cand)
-    for name in ("inside", "total", "total_sq"):
+    for name in ("inside", "total", "total_sq", "co_count", "co_sums"):
         np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-12, atol=0, equal_nan=True)
     L, S = large.toarray().astype(np.float64), small.toarray() > 0
     brute = np.array([L[S[:, c], u].sum() if c >= 0 else np.nan for u, c in enumerate(cand)])

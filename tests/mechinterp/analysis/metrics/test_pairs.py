@@ -214,3 +214,48 @@ def test_inside_mass_and_pair_sums_mass_match_a_dense_loop() -> None:
     np.testing.assert_array_equal(coactive, (L[rows] > 0).sum(0))
     with pytest.raises(ValueError, match="do not line up"):
         M.inside_mass(large, small[:10], candidate)
+
+
+def test_coactive_correlation_matches_np_corrcoef_over_the_examples_where_both_fire() -> None:
+    rng = np.random.default_rng(11)
+    large = sp.random(400, 10, density=0.3, random_state=5, format="csr", dtype=np.float32)
+    small = sp.random(400, 4, density=0.5, random_state=6, format="csr", dtype=np.float32)
+    candidate = rng.integers(-1, 4, size=10)
+    candidate[0] = 1
+    got = M.inside_mass(large, small, candidate, chunk_size=53)
+    L, S = large.toarray().astype(np.float64), small.toarray().astype(np.float64)
+    for u in range(10):
+        c = candidate[u]
+        if c < 0:
+            assert got.co_count[u] == 0 and np.isnan(got.coactive_correlation[u])
+            continue
+        both = (L[:, u] > 0) & (S[:, c] > 0)
+        assert got.co_count[u] == both.sum()
+        want = np.corrcoef(L[both, u], S[both, c])[0, 1] if both.sum() >= 3 else np.nan
+        # One-pass float64 sums against numpy's two-pass form: their rounding, amplified by the
+        # cancellation of sum x^2 - (sum x)^2 / n (a factor mean^2 / var, ~3 for these codes).
+        tol = float_tol(np.float64, max(int(both.sum()), 1), scale=10.0)
+        assert got.coactive_correlation[u] == pytest.approx(want, rel=tol, nan_ok=True)
+        # The one-pair form the matcher uses gives the same number.
+        r, n = M.coactive_of(np.flatnonzero(L[:, u]), L[L[:, u] > 0, u], np.flatnonzero(S[:, c]), S[S[:, c] > 0, c])
+        assert n == both.sum() and r == pytest.approx(want, rel=tol, nan_ok=True)
+    # Fewer than 3 co-active examples, or a constant code there: undefined, not a number.
+    assert np.isnan(M.coactive_pearson(2, 1.0, 1.0, 1.0, 1.0, 1.0))
+    assert np.isnan(M.coactive_pearson(5, 5.0, 3.0, 5.0, 2.0, 3.0))  # x == 1 on all five
+
+
+def test_coactive_lower_bound_is_fisher_z_with_bonferroni() -> None:
+    from scipy.stats import norm
+
+    from splatnlp.mechinterp.analysis.metrics import verdicts as V
+
+    r, n = 0.9, 103
+    for k in (1, 24_576):
+        z = norm.ppf(1 - 0.05 / k)
+        assert V.coactive_lower_bound(r, n, n_tests=k) == pytest.approx(np.tanh(np.arctanh(r) - z / 10.0), rel=1e-12)
+    assert V.coactive_lower_bound(r, n, n_tests=24_576) < V.coactive_lower_bound(r, n)  # wider over more tests
+    assert np.isnan(V.coactive_lower_bound(np.nan, 50)) and np.isnan(V.coactive_lower_bound(0.9, 3))
+    # equivalent_by names the first test that passes, in the documented order.
+    by = V.equivalent_by([0.95, 0.6, 0.6, 0.6], [0.9, 0.1, 0.1, 0.1], coactive_lower=[0.9, 0.8, 0.7, np.nan])
+    assert by.tolist() == ["decoder_cosine", "coactive_correlation", "", ""]
+    assert V.equivalent_by([0.4], [0.1], coactive_lower=[0.99]).tolist() == [""]  # r below 0.5
