@@ -51,8 +51,9 @@ README, "Verdicts on trained SAEs").
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
-import scipy.special
 
 __all__ = [
     "COACTIVE_MIN_CORRELATION",
@@ -258,7 +259,8 @@ def coactive_lower_bound(
     ~110 co-active each) over the cut; over ``n_tests`` = the larger dictionary's size, none."""
     r = np.asarray(r, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
-    z = float(scipy.special.ndtri(1.0 - alpha / max(int(n_tests), 1)))
+    # The stdlib's normal quantile: importing scipy.special here cost every CLI call ~0.3 s.
+    z = NormalDist().inv_cdf(1.0 - alpha / max(int(n_tests), 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         zr = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
         return np.where((n >= 4) & np.isfinite(r), np.tanh(zr - z / np.sqrt(n - 3)), np.nan)
