@@ -10,6 +10,25 @@ import numpy as np
 __all__ = ["nnls_sparse"]
 
 
+def _gram(csc, columns: np.ndarray, n: int) -> np.ndarray:
+    """``X^T X`` (float64 (m, m)) of the CSC columns ``columns``, read straight from the CSC
+    arrays into a dense float64 block over the examples where any of them is active, then one
+    matrix product. scipy's column slice, sparse product and densify cost ~4 ms of a ~10 ms
+    Full -> Ultra query from the pair index at real scale."""
+    indptr, indices, data = csc.indptr, csc.indices, csc.data
+    spans = [(int(indptr[c]), int(indptr[c + 1])) for c in np.asarray(columns).tolist()]
+    active = np.zeros(n, dtype=bool)
+    for a, b in spans:
+        active[indices[a:b]] = True
+    union = np.flatnonzero(active)
+    position = np.empty(n, dtype=np.int64)
+    position[union] = np.arange(len(union))
+    block = np.zeros((len(union), len(spans)))
+    for j, (a, b) in enumerate(spans):
+        block[position[indices[a:b]], j] = data[a:b]
+    return block.T @ block
+
+
 def nnls_sparse(
     csc,
     columns: np.ndarray,
@@ -32,7 +51,8 @@ def nnls_sparse(
     xty : float array of shape (m,), ``sum_n x_nj y_n`` of each column with the source when
         already known (the matcher's pair sums); None computes it from the codes
     column_sums : ``(sum_n x_nj, sum_n x_nj^2)``, float arrays of shape (m,), when known (the
-        per-feature moments): with one column and ``xty`` the fit then reads no codes at all
+        per-feature moments): with ``xty``, one column reads no codes at all and several read
+        only their CSC arrays for the Gram matrix
 
     Returns (weights (m,), R^2 or None when the source has zero variance).
     """
@@ -44,6 +64,9 @@ def nnls_sparse(
         # Ultra->Full query from the pair index was reading the column to compute it).
         mu_x = np.asarray(column_sums[0], dtype=np.float64).reshape(1) / n
         gram = np.asarray(column_sums[1], dtype=np.float64).reshape(1, 1) - n * np.outer(mu_x, mu_x)
+    elif xty is not None and column_sums is not None:
+        mu_x = np.asarray(column_sums[0], dtype=np.float64) / n
+        gram = _gram(csc, columns, n) - n * np.outer(mu_x, mu_x)
     else:
         X = csc[:, columns].astype(np.float64)  # (n, m) sparse
         mu_x = np.asarray(X.sum(0)).ravel() / n

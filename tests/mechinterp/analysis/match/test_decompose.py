@@ -23,7 +23,7 @@ def test_nnls_sparse_is_dense_nnls(columns: list[int], xty: bool) -> None:
     rows = np.flatnonzero(y > 0)
     cols = np.array(columns)
     raw = X[:, cols].T @ y if xty else None
-    sums = (X[:, cols].sum(0), (X[:, cols] ** 2).sum(0))  # used only with one column and xty
+    sums = (X[:, cols].sum(0), (X[:, cols] ** 2).sum(0))  # with xty: the Gram is read from the CSC arrays
     weights, r2 = nnls_sparse(csc, cols, rows, y[rows], n, xty=raw, column_sums=sums)
     Xc, yc = X[:, cols] - X[:, cols].mean(0), y - y.mean()
     want, _ = scipy.optimize.nnls(Xc, yc)
