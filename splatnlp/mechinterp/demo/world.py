@@ -324,6 +324,8 @@ def generate_world(preset: DemoPreset | str = "default", *, seed: int = 0, shuff
         u_rows.append(rows_f[split_ev][ev_rep[keep]])
         u_cols.append(sib[keep])
         u_vals.append(mag_f[split_ev][ev_rep[keep]] * rng.uniform(0.1, 0.35, keep.sum()).astype(np.float32))
+        # One entry per (event, sibling): ~1 GB of int64 at real scale, not needed past here.
+        del counts, ev_rep, block_start, sib, keep
     eq_ev = np.flatnonzero(ev_cls == "equivalent")
     if len(eq_ev):
         eq_unit = n_children + (cols_f[eq_ev] - n_split)
@@ -550,7 +552,15 @@ def _strongest_features(
     src = np.concatenate([np.arange(ultra[0].shape[1]), -1 - full_only_ids])
     xt = torch.from_numpy(x - b_dec)
     sample = torch.relu(xt[: min(len(x), 4096)] @ W + b)
-    scale = torch.quantile(sample, 0.995, dim=0) if len(sample) > 1 else sample.max(0).values
+    if len(sample) > 1:
+        # Blocks of features, each a contiguous row block of the transpose: torch.quantile sorts
+        # a copy of its input with int64 indices, ~1.8 GB for the whole (4,096, 26,000) sample at
+        # real scale; per feature the answer is the same (measured equal, and 6.4 -> 3.1 s).
+        per_feature = sample.T.contiguous()
+        scale = torch.cat([torch.quantile(per_feature[c : c + 2048], 0.995, dim=1) for c in range(0, len(per_feature), 2048)])
+        del per_feature
+    else:
+        scale = sample.max(0).values
     scale = torch.where(scale > 0, scale, torch.full_like(scale, float("inf")))
     out_src = np.zeros((len(x), r), dtype=np.int64)
     out_ok = np.zeros((len(x), r), dtype=bool)

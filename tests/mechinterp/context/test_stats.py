@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 from helpers import float_tol, random_examples
 
+from splatnlp.mechinterp.context import stats as stats_module
 from splatnlp.mechinterp.context.stats import FeatureStats, compute_feature_stats
 
 N_EXAMPLES, N_FEATURES, K = 80, 12, 6
@@ -50,8 +51,11 @@ def _data(seed: int) -> tuple[np.ndarray, sp.csr_matrix]:
     return codes, tokens
 
 
+@pytest.mark.parametrize("block_nnz", [None, 7])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_against_brute_force(seed: int) -> None:
+def test_against_brute_force(seed: int, block_nnz: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    if block_nnz is not None:  # many column blocks (and columns larger than a block) in the sums
+        monkeypatch.setattr(stats_module, "_STATS_BLOCK_NNZ", block_nnz)
     codes, tokens = _data(seed)
     stats = compute_feature_stats(sp.csc_matrix(codes), tokens, n_top_examples=K)
     expected = _brute_force(codes, tokens.toarray().astype(np.float64), K)

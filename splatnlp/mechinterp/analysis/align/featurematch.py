@@ -24,6 +24,7 @@ import torch
 from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics.inputs import check_int, validated_codes
 from splatnlp.mechinterp.analysis.metrics.streamed import pair_sums_streamed, resolve_device
+from splatnlp.mechinterp.context.codes import column_blocks as _column_chunks
 
 __all__ = ["AlignmentResult", "align_features"]
 
@@ -475,19 +476,6 @@ class _CsrCodes:
 
     def release(self) -> None:
         """Nothing to drop: the matrix is the caller's."""
-
-
-def _column_chunks(indptr: np.ndarray, max_entries: int) -> list[tuple[int, int]]:
-    """Consecutive column ranges (j0, j1) of a CSC matrix holding about ``max_entries`` stored
-    entries each (a single column may hold more)."""
-    f = len(indptr) - 1
-    bounds, j0 = [], 0
-    while j0 < f:
-        j1 = int(np.searchsorted(indptr, indptr[j0] + max_entries, side="right")) - 1
-        j1 = min(max(j1, j0 + 1), f)
-        bounds.append((j0, j1))
-        j0 = j1
-    return bounds
 
 
 def _column_sums(col: np.ndarray, weights: np.ndarray, n_features: int) -> np.ndarray:
