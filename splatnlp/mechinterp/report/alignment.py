@@ -269,12 +269,12 @@ def _page_data(tables: AlignmentTables) -> dict[str, Any]:
 
 # -- page ----------------------------------------------------------------------------------------
 def _metric_label(metric: str, a: str, b: str) -> str:
-    """A readable name of an alignment metric (``p_b_given_a`` is P(b active | a active))."""
+    """A readable name of an alignment metric (``p_target_given_source`` is P(b active | a active))."""
     return {
         "activation_correlation": "activation correlation",
         "coactivation_jaccard": "co-activation Jaccard",
-        "p_b_given_a": f"P({b} | {a})",
-        "p_a_given_b": f"P({a} | {b})",
+        "p_target_given_source": f"P({b} | {a})",
+        "p_source_given_target": f"P({a} | {b})",
         "decoder_cosine": "decoder cosine",
         "top_token_overlap": "top-token Jaccard",
     }.get(metric, metric)

@@ -24,7 +24,8 @@ products are in ``analysis/metrics/streamed.py``.
 
 Undefined values are NaN in the arrays (never 0.0), following :class:`FeatureMatcher`:
 correlation where either feature is active on fewer than ``min_active`` examples or has zero
-variance; ``P(b|a)`` where ``a`` is rarer than ``min_active`` (and ``P(a|b)`` likewise);
+variance; ``p_target_given_source`` (P(b|a)) where ``a`` is rarer than ``min_active``
+(``p_source_given_target``, P(a|b), likewise);
 co-activation Jaccard where both are dead; top-token Jaccard where either feature is dead or
 both token sets are empty (symmetric, unlike the matcher, which gives a dead *target* 0.0 against
 a source with tokens); decoder cosine where either decoder row is the zero vector. A best match
@@ -401,8 +402,8 @@ def align_contexts(
         index["coactive"] = np.ascontiguousarray(coactive)
     coactive = coactive.astype(np.float32)
     record("coactivation_jaccard", _coactivation_jaccard(coactive, mom_a.count, mom_b.count))
-    record("p_b_given_a", _containment(coactive, mom_a.count, opt.min_active, axis=0))
-    record("p_a_given_b", _containment(coactive, mom_b.count, opt.min_active, axis=1))
+    record("p_target_given_source", _containment(coactive, mom_a.count, opt.min_active, axis=0))
+    record("p_source_given_target", _containment(coactive, mom_b.count, opt.min_active, axis=1))
     del coactive
     timings["metrics"] = time.perf_counter() - t
 

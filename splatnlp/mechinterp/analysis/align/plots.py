@@ -124,8 +124,8 @@ def _pretty(metric: str) -> str:
     return {
         "activation_correlation": "activation correlation",
         "coactivation_jaccard": "co-activation Jaccard",
-        "p_b_given_a": "P(b | a)",
-        "p_a_given_b": "P(a | b)",
+        "p_target_given_source": "P(b | a)",
+        "p_source_given_target": "P(a | b)",
         "decoder_cosine": "decoder cosine",
         "top_token_overlap": "top-token Jaccard",
     }.get(metric, metric)

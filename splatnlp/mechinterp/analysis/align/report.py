@@ -43,12 +43,13 @@ __all__ = [
 METRICS: tuple[str, ...] = (
     "activation_correlation",
     "coactivation_jaccard",
-    "p_b_given_a",
-    "p_a_given_b",
+    "p_target_given_source",
+    "p_source_given_target",
     "decoder_cosine",
     "top_token_overlap",
 )
-"""The all-pairs metrics, each a (K_a, K_b) matrix; ``p_b_given_a`` is P(b > 0 | a > 0)."""
+"""The all-pairs metrics, each a (K_a, K_b) matrix; ``a`` is the source:
+``p_target_given_source`` is P(b > 0 | a > 0), ``p_source_given_target`` P(a > 0 | b > 0)."""
 
 SIDE_ARRAYS: tuple[str, ...] = (
     *(f"best_{m}_{k}" for m in METRICS for k in ("index", "score")),

@@ -65,8 +65,10 @@ __all__ = [
 ]
 
 FEATURES_CSV = "features.csv"
-_OWN_NAMES = {"p_b_given_a": "p_target_given_source", "p_a_given_b": "p_source_given_target"}
-"""The containments from the feature's own point of view, as in :class:`AlignedFeature`."""
+_SWAPPED = {"p_target_given_source": "p_source_given_target", "p_source_given_target": "p_target_given_source"}
+"""The alignment names its containments with ``a`` as the source (``p_target_given_source`` is
+P(b active | a active)); a ``b`` feature's own view (:class:`AlignedFeature`, ``features.csv``)
+swaps the two, so that ``p_target_given_source`` always reads P(other | this)."""
 FEATURE_COLUMNS: tuple[str, ...] = (
     "model",
     "feature",
@@ -147,10 +149,7 @@ class AlignmentTables:
         other = self.b if key == "a" else self.a
         larger = key == r.larger_side
         # Own-perspective names for the two containments (see AlignedFeature).
-        names = {
-            "p_b_given_a": "p_target_given_source" if key == "a" else "p_source_given_target",
-            "p_a_given_b": "p_source_given_target" if key == "a" else "p_target_given_source",
-        }
+        names = {} if key == "a" else _SWAPPED
         best = {}
         for metric in METRICS:
             index = int(arrays[f"best_{metric}_index"][feature])
@@ -267,9 +266,7 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
             }
             for metric in METRICS:
                 index = int(arrays[f"best_{metric}_index"][f])
-                name = _OWN_NAMES.get(metric, metric)
-                if key == "b" and metric in _OWN_NAMES:  # B's own view swaps the two containments
-                    name = _OWN_NAMES["p_a_given_b" if metric == "p_b_given_a" else "p_b_given_a"]
+                name = _SWAPPED.get(metric, metric) if key == "b" else metric  # B's own view
                 row[f"best_{name}"] = index if index >= 0 else None
                 row[f"best_{name}_score"] = float(arrays[f"best_{metric}_score"][f]) if index >= 0 else None
             rows.append(row)

@@ -42,14 +42,14 @@ def test_lookup_matches_the_arrays(pair: Pair, saved: Path) -> None:
             assert best.feature == tables.a["best_activation_correlation_index"][feature]
         # Containments named from the feature's side: P(other | this) is P(b | a) for side a.
         p = entry.best["p_target_given_source"]
-        assert p is None or p.score == tables.a["best_p_b_given_a_score"][feature]
+        assert p is None or p.score == tables.a["best_p_target_given_source_score"][feature]
     for feature in range(pair.target.n_features):
         entry = tables.lookup(large, feature)
         assert entry.children == []
         expected = int(parent[feature])
         assert entry.parent == (None if expected < 0 else expected)
         p = entry.best["p_target_given_source"]
-        assert p is None or p.score == tables.b["best_p_a_given_b_score"][feature]
+        assert p is None or p.score == tables.b["best_p_source_given_target_score"][feature]
     entry = tables.lookup(small, 1)
     assert AlignedFeature.model_validate_json(entry.model_dump_json()) == entry
     assert entry.alignment == str(saved)

@@ -155,3 +155,21 @@ def test_one_features_top_tokens_are_its_row_of_the_whole_table(pair, method) ->
         for f, (scores, tokens) in enumerate(ones):
             np.testing.assert_array_equal(scores, full.token_scores[f])
             np.testing.assert_array_equal(tokens, full.top_tokens[f])
+
+
+@pytest.mark.parametrize("method", ["enrichment", "frequency"])
+def test_top_tokens_scored_in_blocks_equal_the_whole_table(pair, method, monkeypatch) -> None:
+    """Without cached scores, top tokens are scored in blocks of rows (a cold query's target);
+    blocks that split the features unevenly give the ids of the whole (F, T) table."""
+    from splatnlp.mechinterp.analysis.metrics import features
+    from splatnlp.mechinterp.analysis.metrics.tokens import top_token_ids
+
+    monkeypatch.setattr(features, "_TOKEN_BLOCK_ROWS", 3)
+    for ctx in (pair.source, pair.target):
+        blocked = features.FeatureArrays(ctx, top_token_method=method, n_top_tokens=4)
+        got = blocked.top_tokens
+        assert "token_scores" not in blocked.__dict__ and ctx.n_features % 3 != 0
+        whole = top_token_ids(features.FeatureArrays(ctx, top_token_method=method).token_scores, 4)
+        assert len(got) == ctx.n_features
+        for mine, ref in zip(got, whole, strict=True):
+            np.testing.assert_array_equal(mine, ref)
