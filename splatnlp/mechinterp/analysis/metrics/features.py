@@ -74,17 +74,15 @@ class FeatureArrays:
         """bool (T,): special tokens, which never count (computed once: a scan of every name)."""
         return special_token_mask(self.token_names)
 
+    def _scores(self, rows: slice) -> np.ndarray:
+        """float64 (len(rows), T): :func:`token_scores` of a block of features."""
+        s = self.ctx.stats
+        n_top = (s.top_examples[rows] >= 0).sum(1)
+        return token_scores(s.top_token_counts[rows], n_top, s.token_frequency, self.special, method=self.top_token_method)
+
     @cached_property
     def token_scores(self) -> np.ndarray:
-        s = self.ctx.stats
-        n_top = (s.top_examples >= 0).sum(1)
-        return token_scores(
-            s.top_token_counts,
-            n_top,
-            s.token_frequency,
-            self.special,
-            method=self.top_token_method,
-        )
+        return self._scores(slice(None))
 
     @cached_property
     def top_tokens(self) -> list[np.ndarray]:
@@ -94,15 +92,9 @@ class FeatureArrays:
         # Scored in blocks of rows without keeping the (F, T) float64 scores: the same elementwise
         # operations give the same bits, but a cold process no longer faults in ~8 full-size
         # temporaries (Ultra on the default demo: 24,576 x 261, 0.29-0.59 s -> 0.12 s).
-        s = self.ctx.stats
-        n_top = (s.top_examples >= 0).sum(1)
         out: list[np.ndarray] = []
-        for start in range(0, len(n_top), _TOKEN_BLOCK_ROWS):
-            rows = slice(start, start + _TOKEN_BLOCK_ROWS)
-            scores = token_scores(
-                s.top_token_counts[rows], n_top[rows], s.token_frequency, self.special, method=self.top_token_method
-            )
-            out += top_token_ids(scores, self.n_top_tokens)
+        for start in range(0, self.ctx.n_features, _TOKEN_BLOCK_ROWS):
+            out += top_token_ids(self._scores(slice(start, start + _TOKEN_BLOCK_ROWS)), self.n_top_tokens)
         return out
 
     def scores_of(self, feature: int) -> np.ndarray:
@@ -112,15 +104,7 @@ class FeatureArrays:
         if "token_scores" in self.__dict__:
             return self.token_scores[feature]
         if feature not in self._one_scores:  # a report asks several times (summary, matches)
-            s = self.ctx.stats
-            row = slice(feature, feature + 1)
-            self._one_scores[feature] = token_scores(
-                s.top_token_counts[row],
-                (s.top_examples[row] >= 0).sum(1),
-                s.token_frequency,
-                self.special,
-                method=self.top_token_method,
-            )[0]
+            self._one_scores[feature] = self._scores(slice(feature, feature + 1))[0]
         return self._one_scores[feature]
 
     @cached_property

@@ -173,3 +173,16 @@ def test_tables_without_a_newer_array_are_refused_with_the_rebuild_command(saved
     (old / "b" / "parent_decoder_cosine.npy").unlink()  # what a folder from before that array looks like
     with pytest.raises(FileNotFoundError, match=r"older version of splatnlp-mechinterp; rebuild it with `splatnlp-mechinterp align .* --out "):
         load_tables(old)
+
+
+def test_tables_with_the_old_containment_names_are_refused_with_the_rebuild_command(saved: Path, tmp_path: Path) -> None:
+    """Folders written when the containments were ``p_b_given_a`` / ``p_a_given_b``."""
+    import shutil
+
+    old = Path(shutil.copytree(saved, tmp_path / "old"))
+    for side in ("a", "b"):
+        for new, legacy in (("p_target_given_source", "p_b_given_a"), ("p_source_given_target", "p_a_given_b")):
+            for part in ("index", "score"):
+                (old / side / f"best_{new}_{part}.npy").rename(old / side / f"best_{legacy}_{part}.npy")
+    with pytest.raises(FileNotFoundError, match=r"best_p_target_given_source_index\.npy.*rebuild it with `splatnlp-mechinterp align "):
+        load_tables(old)
