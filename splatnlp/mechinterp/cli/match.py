@@ -40,53 +40,69 @@ def _matcher(args: argparse.Namespace):
     return FeatureMatcher(source, target, options=options, alignment=getattr(args, "alignment", None))
 
 
-def _queries(args: argparse.Namespace) -> tuple[list[Any], bool]:
-    """The feature ids to answer, and whether this is a batch: several ids, ``-`` (JSON lines
-    or plain ids on stdin) or ``--features-file``. A line that is no id becomes a
-    :class:`FeatureError` naming the line, reported in its place."""
+def _read_lines(lines, where: str, parse) -> list[tuple[Any, str]]:
+    """``(parse(value) or FeatureError, "WHERE line N")`` for every line that is not blank or a
+    ``#`` comment; ``value`` is the line's JSON, or its text when it is not JSON. ``parse``
+    raises ValueError with what was expected."""
     from splatnlp.mechinterp.analysis.match.reports import FeatureError
 
-    ids: list[Any] = []
+    out = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        origin = f"{where} line {number}"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        try:
+            out.append((parse(value), origin))
+        except ValueError as err:
+            out.append((FeatureError(feature=text, error_type="ValueError", error=f"{origin}: {text!r} {err}"), origin))
+    return out
+
+
+def _feature_id(value: Any) -> int:
+    if isinstance(value, dict):
+        value = value.get("feature")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("is not a feature id (expected an integer, or a JSON object with an integer 'feature')")
+
+
+def _with_origin(item: Any, origin: str | None) -> Any:
+    """A query's error, prefixed with the file line it came from (when it came from one)."""
+    if origin and _is_error(item) and not item.error.startswith(origin):
+        return item.model_copy(update={"error": f"{origin}: {item.error}"})
+    return item
+
+
+def _queries(args: argparse.Namespace) -> tuple[list[tuple[Any, str | None]], bool]:
+    """The feature ids to answer, each with the file line it came from (None for the command
+    line), and whether this is a batch: several ids, ``-`` (JSON lines or plain ids on stdin) or
+    ``--features-file``. A line that is no id becomes a :class:`FeatureError` naming the line,
+    reported in its place; so does an id that fails later (out of range)."""
+    queries: list[tuple[Any, str | None]] = []
     batch = bool(getattr(args, "features_file", None)) or len(args.feature) != 1 or getattr(args, "jsonl", False)
-
-    def parse_lines(lines, where: str) -> None:
-        for number, line in enumerate(lines, start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                value = text
-            if isinstance(value, dict):
-                value = value.get("feature")
-            if isinstance(value, int) and not isinstance(value, bool):
-                ids.append(value)
-            else:
-                ids.append(FeatureError(
-                    feature=text, error_type="ValueError",
-                    error=f"{where} line {number}: {text!r} is not a feature id (expected an integer, "
-                    "or a JSON object with an integer 'feature')",
-                ))
-
     for token in args.feature:
         if token == "-":
             batch = True
-            parse_lines(sys.stdin, "stdin")
+            queries += _read_lines(sys.stdin, "stdin", _feature_id)
         else:
             try:
-                ids.append(int(token))
+                queries.append((int(token), None))
             except ValueError:
-                ids.append(token)
+                queries.append((token, None))
     if getattr(args, "features_file", None):
         path = Path(args.features_file)
         if not path.is_file():
             raise CLIError(f"--features-file {str(path)!r} does not exist", hint="one feature id per line, or JSON lines with a 'feature' key")
         with path.open() as fh:
-            parse_lines(fh, str(path))
-    if not ids:
+            queries += _read_lines(fh, str(path), _feature_id)
+    if not queries:
         raise CLIError("no feature ids given", hint="pass ids (match 5127 9912), '-' for stdin, or --features-file FILE")
-    return ids, batch
+    return queries, batch
 
 
 def _is_error(item: Any) -> bool:
@@ -138,11 +154,12 @@ def _answer_match(args: argparse.Namespace, ids: list[Any], batch: bool, store) 
         if args.output:
             raise CLIError("--output takes one feature", hint="run one `match FEATURE --output FILE` per feature")
         items = []
-        for feature in ids:
+        for feature, origin in ids:
             (item,) = [feature] if _is_error(feature) else matcher.find_matches_many(
                 [feature], n_candidates=args.candidates, n_top_matches=args.top, sort_by=args.sort_by,
                 decompose=not args.no_decomposition,
             )
+            item = _with_origin(item, origin)
             if store is not None and hasattr(item, "verdict"):
                 _record_verdict(args, store, item)
             _stream(args, item)
@@ -152,7 +169,7 @@ def _answer_match(args: argparse.Namespace, ids: list[Any], batch: bool, store) 
     # --top first of the same report: one scoring pass, not two. --top is still validated.
     n_top = matcher.target_ctx.n_features if args.output and args.top >= 1 else args.top
     report = matcher.find_matches(
-        ids[0],
+        ids[0][0],
         n_candidates=args.candidates,
         n_top_matches=n_top,
         sort_by=args.sort_by,
@@ -233,17 +250,59 @@ def _record_verdict(args: argparse.Namespace, store, report) -> None:
         )
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    plot_path = None
-    if args.plot:  # refused before any scoring: a bad suffix or folder
-        from splatnlp.mechinterp.cli.plot import check_out
+def _pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, dict):
+        value = [value.get("source"), value.get("target")]
+    elif isinstance(value, str):
+        parts = value.replace(",", " ").split()
+        value = [int(x) if x.lstrip("-").isdigit() else x for x in parts]
+    if (
+        isinstance(value, list) and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):  # fmt: skip
+        return value[0], value[1]
+    raise ValueError(
+        "is not a pair of feature ids (expected 'SOURCE TARGET', [SOURCE, TARGET], or a JSON "
+        "object with integer 'source' and 'target')"
+    )
 
-        plot_path = check_out(args.plot, option="--plot")
-    matcher = _matcher(args)
-    comparison = matcher.compare_features(args.feature, args.target_feature)
-    c = comparison
+
+def _pairs(args: argparse.Namespace) -> tuple[list[tuple[Any, str | None]], bool]:
+    """The (source, target) pairs to compare, each with the file line it came from, and whether
+    this is a batch. ``compare S T`` is one pair; ``compare S T1 T2 ...`` is S against each
+    target; ``-`` and ``--pairs-file`` add one pair per line."""
+    tokens = [t for t in args.ids if t != "-"]
+    batch = len(tokens) > 2 or "-" in args.ids or bool(args.pairs_file) or args.jsonl
+    pairs: list[tuple[Any, str | None]] = []
+    if tokens:
+        if len(tokens) < 2:
+            raise CLIError(
+                f"compare needs a source and at least one target, got {tokens}",
+                hint="compare SOURCE TARGET [TARGET ...], or pairs on stdin ('-') or in --pairs-file",
+            )
+        ids = []
+        for token in tokens:
+            try:
+                ids.append(int(token))
+            except ValueError:
+                raise CLIError(f"{token!r} is not a feature id (expected an integer)") from None
+        pairs += [((ids[0], t), None) for t in ids[1:]]
+    if "-" in args.ids:
+        pairs += _read_lines(sys.stdin, "stdin", _pair)
+    if args.pairs_file:
+        path = Path(args.pairs_file)
+        if not path.is_file():
+            raise CLIError(f"--pairs-file {str(path)!r} does not exist", hint="one 'SOURCE TARGET' pair per line, or JSON lines with 'source' and 'target'")
+        with path.open() as fh:
+            pairs += _read_lines(fh, str(path), _pair)
+    if not pairs:
+        raise CLIError("no pairs given", hint="compare SOURCE TARGET [TARGET ...], '-' for stdin, or --pairs-file FILE")
+    return pairs, batch
+
+
+def _comparison_text(c) -> str:
     ex = c.overlap_examples
-    text = (
+    return (
         f"{c.source_model} {c.source_feature} vs {c.target_model} {c.target_feature}: {c.notes}\n"
         f"  active on both {c.n_both} (e.g. {ex.get('both', [])}), only source {c.n_only_source} "
         f"(e.g. {ex.get('only_source', [])}), only target {c.n_only_target} "
@@ -252,11 +311,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         f"  source only {c.source_only_tokens[:8]}\n"
         f"  target only {c.target_only_tokens[:8]}"
     )
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import itertools
+
+    pairs, batch = _pairs(args)
+    if batch and args.plot:
+        raise CLIError("--plot takes one pair", hint="run one `compare SOURCE TARGET --plot FILE` per pair")
+    plot_path = None
+    if args.plot:  # refused before any scoring: a bad suffix or folder
+        from splatnlp.mechinterp.cli.plot import check_out
+
+        plot_path = check_out(args.plot, option="--plot")
+    matcher = _matcher(args)
+    if batch:
+        items = []
+        # Runs of pairs with one source share its scoring pass (compare_features_many).
+        for _, run in itertools.groupby(pairs, key=lambda q: None if _is_error(q[0]) else q[0][0]):
+            run = list(run)
+            todo = [q for q, _ in run if not _is_error(q)]
+            answers = iter(matcher.compare_features_many(todo))
+            for query, origin in run:
+                item = _with_origin(query if _is_error(query) else next(answers), origin)
+                _stream(args, item)
+                items.append(item)
+        return _emit_batch(args, items, _comparison_text)
+    ((source, target), _), = pairs
+    comparison = matcher.compare_features(source, target)
+    text = _comparison_text(comparison)
     payload: Any = comparison
     if plot_path is not None:
         from splatnlp.mechinterp.cli.plot import save_pair_plot
 
-        drawn = save_pair_plot(matcher, c.source_feature, c.target_feature, plot_path)
+        drawn = save_pair_plot(matcher, comparison.source_feature, comparison.target_feature, plot_path)
         payload = {**comparison.model_dump(mode="json"), "plot": drawn["out"]}
         text += f"\n  activation scatter written to {drawn['out']}"
     emit(args, payload, text)
@@ -309,8 +397,9 @@ def _cmd_decompose(args: argparse.Namespace) -> int:
     with _record_store(args) as store:
         matcher = _matcher(args)
         items = []
-        for feature in ids:
+        for feature, origin in ids:
             (item,) = [feature] if _is_error(feature) else matcher.find_decomposition_many([feature])
+            item = _with_origin(item, origin)
             if store is not None and hasattr(item, "members"):  # every member, before --limit
                 item = _record_decomposition(args, store, matcher, item)
             if hasattr(item, "members"):  # --limit lists fewer members; n_members keeps the count
@@ -398,15 +487,25 @@ def add_match_commands(subparsers: argparse._SubParsersAction) -> None:
 
     compare = subparsers.add_parser(
         "compare",
-        help="every pair metric for one source and one target feature",
+        help="every pair metric for a source and a target feature (or several pairs)",
         epilog=examples_epilog(
             "splatnlp-mechinterp compare 18712 1024 --source ultra --json",
             "splatnlp-mechinterp compare 5127 1126 --source ultra --plot pair.png",
+            "splatnlp-mechinterp compare 5127 1126 675 --json        # 5127 against each target, one document",
+            "printf '5127 1126\\n9912 675\\n' | splatnlp-mechinterp compare - --jsonl  # pairs on stdin",
         ),
         formatter_class=fmt,
     )
-    compare.add_argument("feature", type=int, help="source feature id")
-    compare.add_argument("target_feature", type=int, help="target feature id")
+    compare.add_argument(
+        "ids", nargs="*", metavar="ID",
+        help="SOURCE TARGET [TARGET ...]: the source against each target; '-' reads pairs from "
+        "stdin ('SOURCE TARGET' per line, or JSON lines with 'source' and 'target')",
+    )
+    compare.add_argument("--pairs-file", default=None, metavar="FILE", help="also read pairs from FILE (same format as stdin)")
+    compare.add_argument(
+        "--jsonl", action="store_true",
+        help="several pairs: stream one JSON line per pair as it is answered (errors in place)",
+    )
     _matching_options(compare, default_source="ultra")
     compare.add_argument(
         "--plot", default=None, metavar="FILE",

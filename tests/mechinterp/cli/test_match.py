@@ -3,6 +3,7 @@ document, clear errors, bounded output."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def test_decompose_limits_members_and_reports_total(demo_contexts: Path, capsys:
         (["match", "99999"], 2, r"out of range for 'ultra' \(0\.\.24575\)"),
         (["match", "5", "--top", "0"], 2, "n_top_matches must be an integer >= 1"),
         (["match", "5", "--source", "nope"], 3, "no context named 'nope'"),
-        (["compare", "5"], 2, "required"),
+        (["compare", "5"], 2, "a source and at least one target"),
         (["decompose", "abc"], 2, "feature id must be an integer, got 'abc'"),
     ],
 )
@@ -166,8 +167,6 @@ def test_match_answers_several_features_in_one_document(demo_contexts: Path, cap
 def test_match_streams_json_lines_from_stdin_and_a_file(
     demo_contexts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import io
-
     monkeypatch.setattr("sys.stdin", io.StringIO('5127\n{"feature": 361}\n\n# a comment\nxyz\n'))
     ids = tmp_path / "ids.txt"
     ids.write_text("18712\n")
@@ -209,3 +208,50 @@ def test_match_without_ids_says_how_to_give_them(demo_contexts: Path, capsys: py
     code, doc = run_json(capsys, "match")
     assert code == 2 and doc["error"]["message"] == "no feature ids given"
     assert "--features-file" in doc["error"]["hint"]
+
+
+def test_an_id_that_fails_later_names_its_file_line(
+    demo_contexts: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("5127\n# out of range next\n99999\n")
+    for command in (["match", "--no-decomposition", "--top", "1"], ["decompose", "--source", "ultra"]):
+        code, doc = run_json(capsys, *command, "--features-file", str(ids))
+        assert code == 2 and doc["n_errors"] == 1 and doc["n_queries"] == 2
+        assert doc["reports"][1]["error"] == f"{ids} line 3: feature 99999 is out of range for 'ultra' (0..24575)"
+        assert doc["reports"][0]["source_feature"] == 5127
+
+
+def test_compare_takes_several_targets_and_pairs_from_stdin_or_a_file(
+    demo_contexts: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    code, doc = run_json(capsys, "compare", "5127", "1126", "675")
+    assert code == 0 and doc["n_queries"] == 2 and doc["n_errors"] == 0
+    for item, target in zip(doc["reports"], (1126, 675), strict=True):
+        _, one = run_json(capsys, "compare", "5127", str(target))
+        one.pop("schema_version")  # the batch document carries it once
+        assert item == one  # the shared scoring pass gives the single call's numbers
+    monkeypatch.setattr("sys.stdin", io.StringIO('5127 1126\n\n{"source": 18712, "target": 1126}\nxyz\n[5127, 99999]\n'))
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("5127, 675\n")
+    code = main(["compare", "-", "--pairs-file", str(pairs), "--jsonl"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 2 and len(lines) == 5
+    assert [(d.get("source_feature"), d.get("target_feature")) for d in lines] == [
+        (5127, 1126), (18712, 1126), (None, None), (None, None), (5127, 675),
+    ]  # fmt: skip
+    assert lines[2]["error"].startswith("stdin line 4: 'xyz' is not a pair of feature ids")
+    assert lines[3]["error"] == "stdin line 5: feature 99999 is out of range for 'full' (0..2047)"
+    assert lines[3]["feature"] == [5127, 99999]
+
+
+def test_compare_refuses_a_lone_id_a_missing_file_and_a_batch_plot(
+    demo_contexts: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, doc = run_json(capsys, "compare", "5127")
+    assert code == 2 and "a source and at least one target" in doc["error"]["message"]
+    code, doc = run_json(capsys, "compare", "--pairs-file", str(tmp_path / "none.txt"))
+    assert code == 2 and "none.txt" in doc["error"]["message"] and "does not exist" in doc["error"]["message"]
+    out = tmp_path / "pair.png"
+    code, doc = run_json(capsys, "compare", "5127", "1126", "675", "--plot", str(out))
+    assert code == 2 and doc["error"]["message"] == "--plot takes one pair" and not out.exists()

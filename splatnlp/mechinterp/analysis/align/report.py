@@ -316,6 +316,9 @@ class AlignedFeature(BaseModel):
     """Best match in the other model by each metric (None when no score is defined)."""
     alignment: str
     """Where the alignment came from (its folder, or 'memory')."""
+    undefined: dict[str, str] = {}
+    """Why each field that is None is None, per field; ``best.<metric>`` for a None in
+    ``best``."""
 
     def describe(self) -> str:
         """One line for people."""

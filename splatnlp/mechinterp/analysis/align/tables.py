@@ -53,6 +53,7 @@ from splatnlp.mechinterp.analysis.align.report import (
     AlignedFeature,
     AlignmentReport,
 )
+from splatnlp.mechinterp.analysis.metrics.results import none_reasons
 from splatnlp.mechinterp.context.folders import publish_dir, staging_dir
 
 __all__ = [
@@ -161,7 +162,7 @@ class AlignmentTables:
             children = children[np.argsort(-other["parent_score"][children], kind="stable")]
         parent = int(arrays["parent"][feature])
         partner = int(arrays["hungarian"][feature])
-        return AlignedFeature(
+        aligned = AlignedFeature(
             model=r.a_model if key == "a" else r.b_model,
             feature=feature,
             other_model=r.b_model if key == "a" else r.a_model,
@@ -180,6 +181,34 @@ class AlignmentTables:
             best=best,
             alignment=str(self.source) if self.source else "memory",
         )
+        aligned.undefined = _aligned_null_reasons(aligned, larger=larger, hungarian_skipped=r.hungarian_skipped)
+        return aligned
+
+
+def _aligned_null_reasons(a: AlignedFeature, *, larger: bool, hungarian_skipped: str | None) -> dict[str, str]:
+    """Why each None of an :class:`AlignedFeature` is None."""
+    parent_fields = ("parent", "parent_score", "parent_decoder_cosine", "parent_coactive_correlation", "parent_coactive_count")
+    if not larger:
+        why = dict.fromkeys(parent_fields, f"the smaller side ({a.model}) has children (see children), not a parent")
+        why["nesting"] = "the nesting test is for the larger side's features (the parent rule)"
+    elif a.parent is None:
+        why = dict.fromkeys(parent_fields, f"no parent: the class is {a.class_label}")
+        why["nesting"] = "no best candidate (no correlation is defined), or it is active on every example"
+    else:
+        why = {
+            "parent_decoder_cosine": "undefined: a decoder row has zero norm",
+            "parent_coactive_correlation": (
+                f"fewer than 3 examples where both are active, or no variance there ({a.parent_coactive_count} co-active)"
+            ),
+            "nesting": "undefined: the parent is active on every example",
+        }
+    why["hungarian"] = why["hungarian_score"] = (
+        f"the one-to-one assignment did not run: {hungarian_skipped}" if hungarian_skipped
+        else "not paired by the one-to-one assignment (the other dictionary has fewer features)"
+    )
+    out = none_reasons(a, why)
+    out.update({f"best.{m}": "no score is defined by this metric" for m, b in a.best.items() if b is None})
+    return out
 
 
 def check_output_dir(directory: str | Path) -> Path:

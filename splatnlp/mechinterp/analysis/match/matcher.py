@@ -39,6 +39,7 @@ from splatnlp.mechinterp.analysis.metrics import pairs as M
 from splatnlp.mechinterp.analysis.metrics import stitching as ST
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
+from splatnlp.mechinterp.analysis.metrics.results import none_reasons
 from splatnlp.mechinterp.context import MechInterpContext, load_context
 
 OTHER_MODEL = {"ultra": "full", "full": "ultra"}
@@ -92,6 +93,48 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 
 def _opt(x: float) -> float | None:
     return None if not np.isfinite(x) else float(x)
+
+
+def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
+    """Why each None field of a verdict is None, from the verdict itself."""
+    parent_fields = (
+        "parent", "parent_score", "parent_decoder_cosine", "parent_containment",
+        "parent_containment_lower", "parent_n_children", "parent_coactive_correlation",
+        "parent_coactive_count", "parent_coactive_lower",
+    )  # fmt: skip
+    if v.side == "smaller":
+        no_parent = f"a smaller-side ({source_model}) feature has children (see children), not a parent"
+        why = dict.fromkeys(parent_fields, no_parent)
+        why["best_nesting"] = "the nesting test is for larger-side features (the parent rule)"
+        why["equivalent_by"] = "given on the larger-side feature's verdict (match it from the other side)"
+        why["information_test"] = "the stitching test is for larger-side features"
+        return why
+    if v.parent is None:
+        why = dict.fromkeys(parent_fields, "the feature is never active" if v.label == "dead" else f"no parent: the verdict is {v.label} (see rule)")
+    else:
+        why = {
+            "parent_decoder_cosine": "undefined: a decoder row has zero norm",
+            "parent_containment": "undefined: the feature is never active",
+            "parent_containment_lower": "undefined: the feature is never active",
+            "parent_coactive_correlation": (
+                f"fewer than 3 examples where both are active, or no variance there "
+                f"({v.parent_coactive_count} co-active)"
+            ),
+            "parent_coactive_lower": (
+                f"needs at least 4 co-active examples and a defined co-active correlation "
+                f"({v.parent_coactive_count} co-active)"
+            ),
+        }
+    why["best_nesting"] = (
+        "the feature is never active" if v.label == "dead"
+        else "no correlation is defined (no best candidate), or the best candidate is active on every example"
+    )
+    why["equivalent_by"] = (
+        f"not equivalent: the verdict is {v.label}" if v.parent is None
+        else f"the parent pair passes no equivalence test (decoder cosine, correlation, co-active correlation): {v.label}"
+    )
+    why["information_test"] = "not computed"
+    return why
 
 
 class FeatureMatcher:
@@ -661,7 +704,12 @@ class FeatureMatcher:
     # -- verdict -------------------------------------------------------------------------------
     def _verdict(self, feature: int, scores: _Scores) -> Verdict:
         """The alignment's class of ``feature`` with its evidence (rules in
-        analysis/metrics/verdicts.py, applied to this one feature)."""
+        analysis/metrics/verdicts.py, applied to this one feature), and why each None is None."""
+        v = self._verdict_of(feature, scores)
+        v.undefined = none_reasons(v, _verdict_null_reasons(v, self.source_ctx.model_type))
+        return v
+
+    def _verdict_of(self, feature: int, scores: _Scores) -> Verdict:
         opt = self.options
         corr = scores.metric["activation_correlation"][0]
         dec = scores.metric["decoder_cosine"][0]
@@ -879,7 +927,7 @@ class FeatureMatcher:
                 if unique else None
             )
         decomposition = self._decompose(feature, scores) if decompose else None
-        return MatchReport(
+        report = MatchReport(
             source_feature=feature,
             source_model=self.source_ctx.model_type,
             target_model=self.target_ctx.model_type,
@@ -906,6 +954,14 @@ class FeatureMatcher:
             alignment=None if self.alignment is None else self.aligned(feature),
             verdict=verdict,
         )
+        report.undefined = none_reasons(report, {
+            "unique_reason": "is_unique is false: the source has a counterpart (see verdict)",
+            "best_correlation": warnings[0] if warnings else "no correlation is defined",
+            "decomposition": "not requested: find_matches(decompose=False) or --no-decomposition",
+            "alignment": "no alignment given: FeatureMatcher(..., alignment=DIR) or --alignment DIR",
+            "verdict": "not requested: MatchOptions(verdict=False) or --no-verdict",
+        })
+        return report
 
     def score_all(self, source_feature: int) -> dict[str, np.ndarray]:
         """Every metric of ``source_feature`` against all targets, as arrays of shape
@@ -1018,6 +1074,29 @@ class FeatureMatcher:
         target = self.target_ctx.check_feature(target_fid)
         scores = self._score_all(source)
         _, p_value = self._null(source, scores)
+        return self._compare(source, target, scores, p_value)
+
+    def compare_features_many(self, pairs: Iterable[tuple[Any, Any]]) -> list[FeatureComparison | FeatureError]:
+        """:meth:`compare_features` of each ``(source, target)`` pair, in order; a bad pair gives
+        a :class:`FeatureError` in its place (its ``feature`` is the pair) and the rest are
+        answered. A source's scores are computed once for a run of pairs that share it."""
+        out: list[FeatureComparison | FeatureError] = []
+        last: tuple[int, _Scores, np.ndarray] | None = None
+        for pair in pairs:
+            try:
+                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                    raise ValueError(f"{pair!r} is not a (source, target) pair of feature ids")
+                source = self.source_ctx.check_feature(pair[0])
+                target = self.target_ctx.check_feature(pair[1])
+                if last is None or last[0] != source:
+                    scores = self._score_all(source)
+                    last = (source, scores, self._null(source, scores)[1])
+                out.append(self._compare(source, target, last[1], last[2]))
+            except (TypeError, ValueError) as err:
+                out.append(FeatureError(feature=list(pair) if isinstance(pair, tuple) else pair, error=str(err), error_type=type(err).__name__))
+        return out
+
+    def _compare(self, source: int, target: int, scores: _Scores, p_value: np.ndarray) -> FeatureComparison:
         m = self._match(source, target, 1, scores, p_value)
         mine = self._source.tokens_of(source)
         theirs = self._target.tokens_of(target)

@@ -15,6 +15,7 @@ from splatnlp.mechinterp.analysis.align.report import AlignedFeature
 
 REPORT_SCHEMA_VERSION = 1
 
+
 Relation = Literal[
     "equivalent",
     "source_split_by_target",
@@ -218,6 +219,9 @@ class Verdict(BaseModel):
     """How significance enters the verdict (it does not; the effect size decides)."""
     information_test: InformationTest | None = None
     """Larger side only: the stitching test, or why it could not run."""
+    undefined: dict[str, str] = {}
+    """Why each field that is None is None (no parent, the smaller side, too few co-active
+    examples, ...), per field."""
 
 
 class MatchReport(BaseModel):
@@ -251,6 +255,9 @@ class MatchReport(BaseModel):
     was given one (``FeatureMatcher(..., alignment=...)``)."""
     verdict: Verdict | None = None
     """The source's class, parent or children, and the evidence (the alignment's rules)."""
+    undefined: dict[str, str] = {}
+    """Why each top-level field that is None is None (``unique_reason``, ``decomposition``,
+    ``alignment``, ``verdict``, ``best_correlation``), per field."""
 
     def summary(self) -> str:
         """A few lines for people."""

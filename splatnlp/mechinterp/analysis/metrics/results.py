@@ -3,9 +3,22 @@ embed them without importing the numerics (torch)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["CKAResult"]
+__all__ = ["CKAResult", "none_reasons"]
+
+
+def none_reasons(model: BaseModel, reasons: Mapping[str, str]) -> dict[str, str]:
+    """``{field: why}`` for every top-level field of ``model`` that is None, from ``reasons``.
+
+    Every report that can hold a None says why in its ``undefined`` mapping, so a reader never
+    has to guess whether None means "not computed", "not applicable" or "no such thing". A None
+    field that ``reasons`` does not explain is left out; the tests of each report kind check
+    that none is.
+    """
+    return {name: reasons[name] for name in type(model).model_fields if getattr(model, name) is None and name in reasons}
 
 
 class CKAResult(BaseModel):

@@ -186,3 +186,22 @@ def test_tables_with_the_old_containment_names_are_refused_with_the_rebuild_comm
                 (old / side / f"best_{new}_{part}.npy").rename(old / side / f"best_{legacy}_{part}.npy")
     with pytest.raises(FileNotFoundError, match=r"best_p_target_given_source_index\.npy.*rebuild it with `splatnlp-mechinterp align "):
         load_tables(old)
+
+
+def test_every_none_of_a_lookup_says_why(pair: Pair, saved: Path, tiny_alignment) -> None:
+    # Every feature of the planted pair, and one of every class on each side of the tiny demo.
+    def unexplained(a: AlignedFeature) -> list[str]:
+        top = [n for n in type(a).model_fields if getattr(a, n) is None and n not in a.undefined]
+        return top + [f"best.{m}" for m, b in a.best.items() if b is None and f"best.{m}" not in a.undefined]
+
+    tables = load_tables(saved)
+    for ctx in (pair.source, pair.target):
+        for feature in range(ctx.n_features):
+            assert unexplained(tables.lookup(ctx.model_type, feature)) == [], (ctx.model_type, feature)
+    for key, model in (("a", tiny_alignment.report.a_model), ("b", tiny_alignment.report.b_model)):
+        labels = getattr(tiny_alignment, key)["class_label"].astype(str)
+        for label in sorted(set(labels)):
+            found = tiny_alignment.lookup(model, int(np.flatnonzero(labels == label)[0]))
+            assert unexplained(found) == [], (model, label)
+            if key == tiny_alignment.report.larger_side and found.parent is None:  # names the class
+                assert label in found.undefined["parent"]

@@ -991,6 +991,20 @@ def test_find_matches_many_answers_each_and_reports_bad_ids_in_place(matchers) -
     assert decs[0].n_members == len(decs[0].members) >= 2 and isinstance(decs[1], FeatureError)
 
 
+def test_compare_features_many_equals_one_pair_at_a_time(matchers) -> None:
+    from splatnlp.mechinterp.analysis import FeatureError
+
+    m = matchers["enrichment"]
+    pairs = [(SRC_PLAIN, TGT_PART_A), (SRC_PLAIN, TGT_SUPERSET), (SRC_SUM, TGT_PART_A), (SRC_PLAIN, 0)]
+    out = m.compare_features_many([*pairs, (SRC_PLAIN, 999), (1, 2, 3), "x"])
+    for got, (s, t) in zip(out, pairs):  # runs of one source share a scoring pass; not the numbers
+        assert got == m.compare_features(s, t)
+    bad = out[len(pairs):]
+    assert all(isinstance(b, FeatureError) for b in bad)
+    assert "999 is out of range" in bad[0].error and bad[0].feature == [SRC_PLAIN, 999]
+    assert "is not a (source, target) pair" in bad[1].error and bad[2].feature == "x"
+
+
 def test_without_the_verdict_is_unique_is_the_same(demo) -> None:
     """MatchOptions(verdict=False) skips report.verdict (for throughput) but not is_unique."""
     ultra, full, truth = demo

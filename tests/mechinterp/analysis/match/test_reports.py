@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from helpers import SRC_DEAD, SRC_PLAIN, SRC_RARE, SRC_SUM, TGT_PART_A, TGT_SUPERSET, Pair
 
@@ -114,3 +115,41 @@ def test_summary_and_markdown_of_a_dead_source(matcher) -> None:
     assert f"| 1 | {report.matches[0].target_feature} | unrelated | — | — |" in markdown
     assert "**Unique to ultra:**" in markdown and "> warning: source feature 0" in markdown
     assert "nan" not in summary.lower() and "nan" not in markdown.lower()
+
+
+def _unexplained(model) -> list[str]:
+    """Top-level fields of a result that are None without a reason in its ``undefined``."""
+    return [name for name in type(model).model_fields if getattr(model, name) is None and name not in model.undefined]
+
+
+@pytest.mark.parametrize("verdict", (True, False))
+@pytest.mark.parametrize("reverse", (False, True))
+def test_every_none_of_a_report_says_why(pair: Pair, reverse: bool, verdict: bool) -> None:
+    # Every feature of both sides of the planted pair: dead, rare, nested, split, unrelated.
+    source, target = (pair.target, pair.source) if reverse else (pair.source, pair.target)
+    matcher = FeatureMatcher(source, target, options=MatchOptions(verdict=verdict))
+    for feature in range(source.n_features):
+        for decompose in (True, False):
+            report = matcher.find_matches(feature, n_top_matches=5, decompose=decompose)
+            assert _unexplained(report) == [], (feature, decompose)
+            parts = [*report.matches, *([report.verdict] if report.verdict else [])]
+            parts += [report.decomposition] if report.decomposition else []
+            for part in parts:
+                assert _unexplained(part) == [], (feature, type(part).__name__)
+
+
+def test_every_none_of_a_tiny_demo_verdict_says_why(tiny_demo_dir, tiny_alignment) -> None:
+    # One feature of every class on each side (the planted pair has no equivalent or novel one).
+    from splatnlp.mechinterp.context import MechInterpContext
+
+    full, ultra = MechInterpContext(tiny_demo_dir / "full"), MechInterpContext(tiny_demo_dir / "ultra")
+    for source, target, key in ((full, ultra, "a"), (ultra, full, "b")):
+        labels = getattr(tiny_alignment, key)["class_label"].astype(str)
+        matcher = FeatureMatcher(source, target)
+        for label in sorted(set(labels)):
+            feature = int(np.flatnonzero(labels == label)[0])
+            report = matcher.find_matches(feature, n_top_matches=3)
+            assert report.verdict.label == label
+            assert _unexplained(report) == [] and _unexplained(report.verdict) == [], (key, label)
+            if report.verdict.side == "larger" and report.verdict.parent is None:  # names the verdict
+                assert ("never active" if label == "dead" else label) in report.verdict.undefined["parent"]
