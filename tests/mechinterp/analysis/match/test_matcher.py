@@ -997,7 +997,7 @@ def test_compare_features_many_equals_one_pair_at_a_time(matchers) -> None:
     m = matchers["enrichment"]
     pairs = [(SRC_PLAIN, TGT_PART_A), (SRC_PLAIN, TGT_SUPERSET), (SRC_SUM, TGT_PART_A), (SRC_PLAIN, 0)]
     out = m.compare_features_many([*pairs, (SRC_PLAIN, 999), (1, 2, 3), "x"])
-    for got, (s, t) in zip(out, pairs):  # runs of one source share a scoring pass; not the numbers
+    for got, (s, t) in zip(out[: len(pairs)], pairs, strict=True):  # runs of one source share a scoring pass; not the numbers
         assert got == m.compare_features(s, t)
     bad = out[len(pairs):]
     assert all(isinstance(b, FeatureError) for b in bad)
