@@ -1,22 +1,27 @@
 """Matcher speed and memory at real scale, side by side with the upstream method.
 
 Usage: python benchmarks/bench_matcher.py [--demo-dir DIR] [--queries 50] [--upstream-queries 20]
-                                         [--alignment DIR | --no-index]
+                                         [--alignment DIR | --no-index] [--json FILE]
 
 Needs the ``real`` demo preset (24,576 x 2,048 features, d_model 512, 100,000 examples, about 190
 and 2,200 active features per example); builds it first if absent (several minutes, ~5 GB).
-Measures, in this one process:
-- loading both contexts, and the first (cold) query of each direction;
-- warm ``find_matches`` medians, Ultra->Full (all 2,048 candidates) and Full->Ultra (all 24,576),
+Each way of answering runs in its own process (``--mode``, started by this script), so each
+peak is the memory a user's process answering that way needs, not the sum of all of them:
+- ``codes``: loading both contexts, and the first (cold) query of each direction;
+  warm ``find_matches`` medians, Ultra->Full (all 2,048 candidates) and Full->Ultra (all 24,576),
   exact over all examples, with the default report (decomposition included);
-- the same queries answered from a saved alignment's pair index (``FeatureMatcher(...,
-  alignment=DIR)``; ``DIR`` defaults to ``<demo>/alignment``, written first with
-  ``splatnlp-mechinterp align`` when absent), and whether their verdicts equal the ones from
-  the codes;
-- peak resident memory (ru_maxrss, memory-mapped pages included);
-- a re-implementation of the upstream matcher (500 sampled candidates, per-candidate loop, top
+- ``no-verdict``, ``compiled``, ``compiled-no-verdict``: the same queries with
+  ``MatchOptions(verdict=False)``, ``compiled=True`` and both;
+- ``index``: the same queries answered from a saved alignment's pair index
+  (``FeatureMatcher(..., alignment=DIR)``; ``DIR`` defaults to ``<demo>/alignment``, written
+  first with ``splatnlp-mechinterp align`` when absent);
+- ``upstream``: a re-implementation of the upstream matcher (500 sampled candidates, per-candidate loop, top
   tokens from the top 10% of at most 1,000 examples, correlation over shared top examples, 0.0 on
   failure) on the same features, and how often each finds the planted parent.
+
+Every process reports its peak resident memory (ru_maxrss: memory-mapped code pages included)
+and its resident memory after the queries split into anonymous and file-backed pages. Verdicts
+and top matches of every mode are compared with the ``codes`` mode's.
 """
 
 from __future__ import annotations
@@ -108,6 +113,100 @@ class UpstreamMatcher:
         return scored
 
 
+MODES = ("codes", "no-verdict", "compiled", "compiled-no-verdict", "index", "upstream")
+OPTIONS = {
+    "codes": {},
+    "no-verdict": {"verdict": False},
+    "compiled": {"compiled": True},
+    "compiled-no-verdict": {"compiled": True, "verdict": False},
+}
+
+
+def _queries(folder: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same sampled queries in every process: planted Ultra children, split Full features,
+    and every Ultra feature's planted parent."""
+    truth = load_ground_truth(folder)
+    rng = np.random.default_rng(0)
+    parent = np.array([-1 if p is None else p for p in truth.ultra_parent])
+    kids = rng.choice(np.flatnonzero(parent >= 0), size=n, replace=False)
+    fulls = rng.choice(np.flatnonzero(np.array(truth.full_class) == "split"), size=n, replace=False)
+    return kids, fulls, parent
+
+
+def _timed(matcher: FeatureMatcher, features: np.ndarray) -> tuple[list[float], list]:
+    times, reports = [], []
+    for f in features:
+        t = time.perf_counter()
+        reports.append(matcher.find_matches(int(f)))
+        times.append((time.perf_counter() - t) * 1000)
+    return times, reports
+
+
+def _summary(reports: list) -> list[list]:
+    """What the modes are compared on: top match, verdict label and parent (None without)."""
+    return [
+        [r.matches[0].target_feature, r.verdict.label if r.verdict else None, r.verdict.parent if r.verdict else None, r.is_unique]
+        for r in reports
+    ]
+
+
+def run_mode(mode: str, folder: Path, n: int, n_upstream: int, alignment: Path) -> dict:
+    """One way of answering, in this process: timings, what it answered, and its memory."""
+    kids, fulls, parent = _queries(folder, n)
+    t0 = time.perf_counter()
+    ultra = MechInterpContext(folder / "ultra")
+    full = MechInterpContext(folder / "full")
+    out: dict = {"mode": mode, "load_both_s": round(time.perf_counter() - t0, 4)}
+    if mode == "upstream":
+        upstream = UpstreamMatcher(ultra, full)
+        times, hits = [], []
+        for k in kids[:n_upstream]:
+            t = time.perf_counter()
+            res = upstream.find_matches(int(k))
+            times.append((time.perf_counter() - t) * 1000)
+            hits.append(bool(res[0][0] == parent[k]))
+        out.update(median_ms=round(statistics.median(times), 1), queries=len(times), candidates=500,
+                   finds_planted_parent=float(np.mean(hits)))
+    else:
+        kwargs = {"alignment": alignment} if mode == "index" else {"options": MatchOptions(**OPTIONS[mode])}
+        u2f, f2u = FeatureMatcher(ultra, full, **kwargs), FeatureMatcher(full, ultra, **kwargs)
+        if mode == "index" and (u2f.index is None or f2u.index is None):
+            raise SystemExit(f"{alignment} has no usable pair index for these contexts")
+        t0 = time.perf_counter()
+        u2f.find_matches(int(kids[0]))
+        cold_u2f = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        f2u.find_matches(int(fulls[0]))
+        cold_f2u = time.perf_counter() - t0
+        u_ms, u_reports = _timed(u2f, kids)
+        f_ms, f_reports = _timed(f2u, fulls)
+        out.update(
+            cold_first_query_s={"ultra_to_full": round(cold_u2f, 2), "full_to_ultra": round(cold_f2u, 2)},
+            warm_median_ms={"ultra_to_full": round(statistics.median(u_ms), 2), "full_to_ultra": round(statistics.median(f_ms), 2)},
+            ultra_to_full=_summary(u_reports),
+            full_to_ultra=_summary(f_reports),
+            finds_planted_parent=float(np.mean([r.matches[0].target_feature == parent[k] for r, k in zip(u_reports, kids, strict=True)])),
+            elapsed_ms_first_upstream=[r.elapsed_ms for r in u_reports[:n_upstream]],
+        )
+        if mode == "index":
+            out["index_gb"] = round(sum(f.stat().st_size for f in (alignment / "index").iterdir()) / 1e9, 2)
+    out.update(peak_rss_gb=round(peak_rss_gb(), 2), rss_after_gb=rss_split_gb())
+    return out
+
+
+def _ensure_alignment(folder: Path, alignment: Path) -> None:
+    if (alignment / "index" / "index.json").is_file():
+        return
+    print(f"aligning into {alignment} for the pair index ...", file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "splatnlp.mechinterp", "align", str(folder / "full"), str(folder / "ultra"),
+         "--out", str(alignment), "--no-plots", "-q"],
+        check=True,
+    )
+    print(f"aligned in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo-dir", default=None, help="a built demo (default: <data dir>/demo/real)")
@@ -116,176 +215,72 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--alignment", default=None, help="a saved alignment of the two contexts (default <demo>/alignment)")
     ap.add_argument("--no-index", action="store_true", help="skip the queries from a saved pair index")
+    ap.add_argument("--mode", choices=MODES, default=None, help=argparse.SUPPRESS)  # one child process
     args = ap.parse_args()
     folder = Path(args.demo_dir) if args.demo_dir else cfg.demo_dir("real")
+    alignment = Path(args.alignment) if args.alignment else folder / "alignment"
+    if args.mode:
+        print(json.dumps(run_mode(args.mode, folder, args.queries, args.upstream_queries, alignment)))
+        return
     if not demo_is_built(folder):
         print(f"building the 'real' demo preset into {folder} ...", file=sys.stderr, flush=True)
         subprocess.run(
             [sys.executable, "-m", "splatnlp.mechinterp", "demo", "--preset", "real", "--out", str(folder), "-q"],
             check=True,
         )
-    truth = load_ground_truth(folder)
-    rng = np.random.default_rng(0)
-
-    t0 = time.perf_counter()
-    ultra = MechInterpContext(folder / "ultra")
-    full = MechInterpContext(folder / "full")
-    t_load = time.perf_counter() - t0
-    u2f = FeatureMatcher(ultra, full)
-    f2u = FeatureMatcher(full, ultra)
-    ucls, fcls = np.array(truth.ultra_class), np.array(truth.full_class)
-    parent = np.array([-1 if p is None else p for p in truth.ultra_parent])
-    kids = rng.choice(np.flatnonzero(parent >= 0), size=args.queries, replace=False)
-    fulls = rng.choice(np.flatnonzero(fcls == "split"), size=args.queries, replace=False)
-
-    t0 = time.perf_counter()
-    u2f.find_matches(int(kids[0]))
-    t_cold_u2f = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    f2u.find_matches(int(fulls[0]))
-    t_cold_f2u = time.perf_counter() - t0
-
-    def timed(matcher: FeatureMatcher, features: np.ndarray) -> tuple[list[float], list]:
-        times, reports = [], []
-        for f in features:
-            t = time.perf_counter()
-            reports.append(matcher.find_matches(int(f)))
-            times.append((time.perf_counter() - t) * 1000)
-        return times, reports
-
-    u2f_ms, u2f_reports = timed(u2f, kids)
-    f2u_ms, _ = timed(f2u, fulls)
-    # The same queries without report.verdict (MatchOptions(verdict=False)): the verdict of an
-    # Ultra source needs its parent's other children, the costly part; is_unique is unchanged.
-    fast = MatchOptions(verdict=False)
-    u2f_fast_ms, u2f_fast = timed(FeatureMatcher(ultra, full, options=fast), kids)
-    f2u_fast_ms, _ = timed(FeatureMatcher(full, ultra, options=fast), fulls)
-    same_unique = float(np.mean([a.is_unique == b.is_unique for a, b in zip(u2f_reports, u2f_fast, strict=True)]))
-    # The compiled one-against-all kernel (MatchOptions(compiled=True)): the same reports.
-    compiled = MatchOptions(compiled=True)
-    u2f_c, f2u_c = FeatureMatcher(ultra, full, options=compiled), FeatureMatcher(full, ultra, options=compiled)
-    u2f_c.find_matches(int(kids[0]))  # loads numba once
-    u2f_compiled_ms, u2f_compiled = timed(u2f_c, kids)
-    f2u_compiled_ms, _ = timed(f2u_c, fulls)
-    u2f_cfast_ms, _ = timed(FeatureMatcher(ultra, full, options=MatchOptions(compiled=True, verdict=False)), kids)
-    f2u_cfast_ms, _ = timed(FeatureMatcher(full, ultra, options=MatchOptions(compiled=True, verdict=False)), fulls)
-    same_compiled = float(np.mean([(a.verdict.label, a.verdict.parent) == (b.verdict.label, b.verdict.parent)
-                                   for a, b in zip(u2f_reports, u2f_compiled, strict=True)]))
-    indexed = None
-    if not args.no_index:
-        indexed = _indexed_queries(folder, Path(args.alignment) if args.alignment else folder / "alignment",
-                                   ultra, full, kids, fulls, u2f_reports, timed)
-    ours_hits = float(np.mean([r.matches[0].target_feature == parent[k] for r, k in zip(u2f_reports, kids, strict=True)]))
-    peak_ours = peak_rss_gb()
-    split_ours = rss_split_gb()
-
-    upstream = UpstreamMatcher(ultra, full)
-    up_kids = kids[: args.upstream_queries]
-    up_ms, up_hits = [], []
-    for k in up_kids:
-        t = time.perf_counter()
-        res = upstream.find_matches(int(k))
-        up_ms.append((time.perf_counter() - t) * 1000)
-        up_hits.append(res[0][0] == parent[k])
-    ours_same = [r.elapsed_ms for r in u2f_reports[: args.upstream_queries]]
-
-    fig = {
-        "n_examples": ultra.n_examples,
-        "n_features": {"ultra": ultra.n_features, "full": full.n_features},
-        "active_per_example": {
-            "ultra": ultra.manifest.codes.mean_active_per_example,
-            "full": full.manifest.codes.mean_active_per_example,
-        },
-        "load_both_s": round(t_load, 4),
-        "cold_first_query_s": {"ultra_to_full": round(t_cold_u2f, 2), "full_to_ultra": round(t_cold_f2u, 2)},
-        "warm_median_ms": {
-            "ultra_to_full": round(statistics.median(u2f_ms), 1),
-            "full_to_ultra": round(statistics.median(f2u_ms), 1),
-        },
-        "warm_median_ms_without_verdict": {
-            "ultra_to_full": round(statistics.median(u2f_fast_ms), 1),
-            "full_to_ultra": round(statistics.median(f2u_fast_ms), 1),
-        },
-        "is_unique_same_without_verdict": same_unique,
-        "warm_median_ms_compiled": {
-            "ultra_to_full": round(statistics.median(u2f_compiled_ms), 1),
-            "full_to_ultra": round(statistics.median(f2u_compiled_ms), 1),
-            "ultra_to_full_without_verdict": round(statistics.median(u2f_cfast_ms), 1),
-            "full_to_ultra_without_verdict": round(statistics.median(f2u_cfast_ms), 1),
-            "same_verdicts": same_compiled,
-        },
-        "from_index": indexed,
-        "peak_rss_gb": round(peak_ours, 2),
-        "rss_after_queries_gb": split_ours,
-        "upstream": {
-            "median_ms": round(statistics.median(up_ms), 1),
-            "queries": len(up_kids),
-            "candidates": 500,
-            "finds_planted_parent": float(np.mean(up_hits)),
-        },
-        "ours_finds_planted_parent": ours_hits,
-        "speed_ratio_upstream_over_ours": round(statistics.median(up_ms) / statistics.median(ours_same), 1),
-        "peak_rss_gb_after_upstream": round(peak_rss_gb(), 2),
-        "ultra_classes_sampled": dict(Counter(ucls[kids].tolist())),
-    }
-    print(json.dumps(fig, indent=2))
-    print(
-        f"\nUltra->Full warm median {fig['warm_median_ms']['ultra_to_full']} ms (target <= {TARGET_U2F_MS}), "
-        f"Full->Ultra {fig['warm_median_ms']['full_to_ultra']} ms (target <= {TARGET_F2U_MS}), "
-        f"load {fig['load_both_s']} s + cold first queries {t_cold_u2f:.2f}/{t_cold_f2u:.2f} s "
-        f"(target <= {TARGET_LOAD_S}), peak RSS {fig['peak_rss_gb']} GB (target <= {TARGET_PEAK_GB})\n"
-        f"without the verdict (MatchOptions(verdict=False)): Ultra->Full {fig['warm_median_ms_without_verdict']['ultra_to_full']} ms, "
-        f"Full->Ultra {fig['warm_median_ms_without_verdict']['full_to_ultra']} ms; is_unique the same for {same_unique:.0%}\n"
-        f"upstream method: {fig['upstream']['median_ms']} ms per query over 500 candidates, "
-        f"{fig['speed_ratio_upstream_over_ours']}x our time over all candidates; planted parent found "
-        f"{fig['upstream']['finds_planted_parent']:.0%} (upstream) vs {ours_hits:.0%} (ours)"
-    )
-    c = fig["warm_median_ms_compiled"]
-    print(
-        f"compiled kernel (MatchOptions(compiled=True)): Ultra->Full {c['ultra_to_full']} ms "
-        f"({c['ultra_to_full_without_verdict']} without the verdict; target <= {TARGET_U2F_MS}), Full->Ultra "
-        f"{c['full_to_ultra']} ms ({c['full_to_ultra_without_verdict']} without; target <= {TARGET_F2U_MS}); "
-        f"verdicts equal for {c['same_verdicts']:.0%}"
-    )
-    if indexed is not None:
-        print(
-            f"from the saved pair index ({indexed['alignment']}): Ultra->Full "
-            f"{indexed['warm_median_ms']['ultra_to_full']} ms, Full->Ultra {indexed['warm_median_ms']['full_to_ultra']} ms "
-            f"(target <= {TARGET_INDEX_MS}); verdicts equal to the codes' for {indexed['same_verdict_ultra_to_full']:.0%}; "
-            f"index {indexed['index_gb']} GB on disk"
+    modes = [m for m in MODES if not (m == "index" and args.no_index)]
+    if "index" in modes:
+        _ensure_alignment(folder, alignment)
+    results = {}
+    for mode in modes:
+        print(f"mode {mode} ...", file=sys.stderr, flush=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--mode", mode, "--demo-dir", str(folder), "--queries", str(args.queries),
+             "--upstream-queries", str(args.upstream_queries), "--alignment", str(alignment)],
+            capture_output=True, text=True, check=False,
         )
+        if done.returncode != 0:
+            raise SystemExit(f"mode {mode} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    report(results, args)
+
+
+def report(results: dict, args: argparse.Namespace) -> None:
+    ref = results["codes"]
+    print(f"real preset, {args.queries} sampled planted children (Ultra->Full) and split Full features (Full->Ultra), "
+          "warm medians; each mode in its own process")
+    print("| mode | Ultra->Full ms | Full->Ultra ms | same answers as codes (U->F / F->U) | peak RSS GB | anon / file GB after |")
+    print("|---|---|---|---|---|---|")
+    for mode, r in results.items():
+        if mode == "upstream":
+            continue
+        same = []
+        for key in ("ultra_to_full", "full_to_ultra"):
+            pairs = list(zip(ref[key], r[key], strict=True))
+            # Without the verdict only the top match and is_unique are comparable.
+            same.append(np.mean([(a[0], a[3]) == (b[0], b[3]) if b[1] is None else a == b for a, b in pairs]))
+        w, rss = r["warm_median_ms"], r["rss_after_gb"]
+        print(f"| {mode} | {w['ultra_to_full']} | {w['full_to_ultra']} | {same[0]:.0%} / {same[1]:.0%} | "
+              f"{r['peak_rss_gb']} | {rss.get('RssAnon')} / {rss.get('RssFile')} |")
+    up = results["upstream"]
+    ours = statistics.median(ref["elapsed_ms_first_upstream"])
+    print(f"| upstream (500 sampled candidates) | {up['median_ms']} | - | planted parent {up['finds_planted_parent']:.0%} "
+          f"(ours {ref['finds_planted_parent']:.0%}) | {up['peak_rss_gb']} | {up['rss_after_gb'].get('RssAnon')} / "
+          f"{up['rss_after_gb'].get('RssFile')} |")
+    peak = max(r["peak_rss_gb"] for r in results.values())
+    c = ref["cold_first_query_s"]
+    print(
+        f"\ntargets: Ultra->Full {ref['warm_median_ms']['ultra_to_full']} ms (<= {TARGET_U2F_MS}), "
+        f"Full->Ultra {ref['warm_median_ms']['full_to_ultra']} ms (<= {TARGET_F2U_MS}) from the codes; "
+        + (f"from the index {results['index']['warm_median_ms']['ultra_to_full']} / "
+           f"{results['index']['warm_median_ms']['full_to_ultra']} ms (<= {TARGET_INDEX_MS}, index "
+           f"{results['index']['index_gb']} GB on disk); " if "index" in results else "")
+        + f"load {ref['load_both_s']} s + cold first queries {c['ultra_to_full']}/{c['full_to_ultra']} s "
+        f"(<= {TARGET_LOAD_S}); peak RSS of the largest process {peak} GB (<= {TARGET_PEAK_GB}); "
+        f"upstream {up['median_ms']} ms per query over 500 candidates = {up['median_ms'] / ours:.1f}x our time over all"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps(fig, indent=2))
-
-
-def _indexed_queries(folder, alignment, ultra, full, kids, fulls, reference, timed) -> dict:
-    """Warm medians of the same queries from a saved alignment's pair index (aligned first with
-    the public CLI when the folder is absent)."""
-    if not (alignment / "index" / "index.json").is_file():
-        print(f"aligning into {alignment} for the pair index ...", file=sys.stderr, flush=True)
-        t = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "splatnlp.mechinterp", "align", str(folder / "full"), str(folder / "ultra"),
-             "--out", str(alignment), "--no-plots", "-q"],
-            check=True,
-        )
-        print(f"aligned in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    u2f, f2u = FeatureMatcher(ultra, full, alignment=alignment), FeatureMatcher(full, ultra, alignment=alignment)
-    if u2f.index is None or f2u.index is None:
-        raise SystemExit(f"{alignment} has no usable pair index for these contexts")
-    u2f.find_matches(int(kids[0]))
-    f2u.find_matches(int(fulls[0]))
-    u_ms, u_reports = timed(u2f, kids)
-    f_ms, _ = timed(f2u, fulls)
-    same = [a.verdict.label == b.verdict.label and a.verdict.parent == b.verdict.parent
-            for a, b in zip(reference, u_reports, strict=True)]
-    size = sum(f.stat().st_size for f in (alignment / "index").iterdir())
-    return {
-        "alignment": str(alignment),
-        "warm_median_ms": {"ultra_to_full": round(statistics.median(u_ms), 2), "full_to_ultra": round(statistics.median(f_ms), 2)},
-        "same_verdict_ultra_to_full": float(np.mean(same)),
-        "index_gb": round(size / 1e9, 2),
-    }
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

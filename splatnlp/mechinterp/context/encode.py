@@ -78,7 +78,8 @@ def encode_activations(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     device = torch.device(device)
     model = sae.to(device)
-    indptr_parts, index_parts, value_parts = [np.zeros(1, dtype=np.int64)], [], []
+    indptr_parts = [np.zeros(1, dtype=np.int64)]
+    indices, values = _Appendable(np.int32), _Appendable(np.float32)
     nnz = 0
     sq_err = 0.0
     x_sum = torch.zeros(d, dtype=torch.float64)
@@ -108,18 +109,46 @@ def encode_activations(
                 x_sum += x[:m].sum(0).double().cpu()
                 x_sq += float((x[:m].double() ** 2).sum())
             csr = sp.csr_matrix(codes.cpu().numpy())
+            if start == 0:  # room for every example at the first chunk's density, and a tenth more
+                expected = int(csr.nnz / (stop - start) * n * 1.1) + csr.nnz
+                indices.reserve(expected)
+                values.reserve(expected)
             indptr_parts.append(csr.indptr[1:].astype(np.int64) + nnz)
-            index_parts.append(csr.indices.astype(np.int32))
-            value_parts.append(csr.data.astype(np.float32))
+            indices.extend(csr.indices)
+            values.extend(csr.data)
             nnz += csr.nnz
             bar.update(stop - start)
     total_var = x_sq - float((x_sum**2).sum()) / max(n_fvu, 1)
     fvu = sq_err / total_var if total_var > 0 else float("nan")
-    # One array at a time, each chunk list freed before the next: concatenating all three while
-    # every chunk is alive held the codes twice (3.4 GB of a real-preset build's Ultra codes).
-    values = np.concatenate(value_parts) if value_parts else np.zeros(0, np.float32)
-    del value_parts
-    indices = np.concatenate(index_parts) if index_parts else np.zeros(0, np.int32)
-    del index_parts
-    result = sp.csr_matrix((values, indices, np.concatenate(indptr_parts)), shape=(n, sae.n_features))
+    result = sp.csr_matrix(
+        (values.array(), indices.array(), np.concatenate(indptr_parts)), shape=(n, sae.n_features)
+    )
     return result, fvu, n_fvu
+
+
+class _Appendable:
+    """A 1-d array appended to chunk by chunk, with room for the expected total: the encoding
+    loop writes each chunk's codes straight into it. A list of chunk arrays concatenated at the
+    end held the codes twice at that moment, and freeing the chunks did not give the memory back
+    (they live on the allocator's heap): 4.5 of the real preset build's 4.5 GB peak."""
+
+    def __init__(self, dtype: type):
+        self.buf = np.empty(0, dtype=dtype)
+        self.size = 0
+
+    def reserve(self, capacity: int) -> None:
+        """Room for ``capacity`` items in all (pages are only touched as they are written)."""
+        if capacity > len(self.buf):
+            grown = np.empty(capacity, dtype=self.buf.dtype)
+            grown[: self.size] = self.buf[: self.size]
+            self.buf = grown
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.size + len(values)
+        if need > len(self.buf):  # the estimate was short: grow by half (rare, one copy)
+            self.reserve(max(need, len(self.buf) + len(self.buf) // 2))
+        self.buf[self.size : need] = values
+        self.size = need
+
+    def array(self) -> np.ndarray:
+        return self.buf[: self.size]

@@ -46,6 +46,30 @@ def test_both_orientations_equal_the_input(store: CodeStore, dense: np.ndarray) 
     assert store.csr.indices.dtype == np.int32  # so scipy wraps the memory map without a copy
 
 
+@pytest.mark.parametrize("compiled", (True, False))
+@pytest.mark.parametrize("block_entries", (1, 7, 40, 10**9))
+def test_csc_written_in_column_blocks_equals_one_transpose(
+    tmp_path: Path, dense: np.ndarray, block_entries: int, compiled: bool
+) -> None:
+    # Blocks of 1 and 7 entries split columns unevenly (a column of more entries than the block
+    # is a block alone); empty columns at the edges; 10**9: one block. Compiled (numba) and the
+    # numpy path without it.
+    dense = dense.copy()
+    dense[:, [0, 5, N_FEATURES - 1]] = 0
+    write_codes(tmp_path, sp.csr_matrix(dense), block_entries=block_entries, compiled=compiled)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{o}_{part}.npy" for o in ("csc", "csr") for part in ("data", "indices", "indptr")
+    ]  # no scratch file left behind
+    whole = sp.csr_matrix(dense).tocsc()
+    for part in ("indptr", "indices", "data"):
+        got = np.load(tmp_path / f"csc_{part}.npy")
+        np.testing.assert_array_equal(got, getattr(whole, part))
+        assert got.dtype == (np.float32 if part == "data" else np.int32)
+    empty = tmp_path / "empty"
+    write_codes(empty, sp.csr_matrix((4, 3), dtype=np.float32), block_entries=2, compiled=compiled)
+    assert CodeStore(empty, (4, 3)).csc.nnz == 0 and np.load(empty / "csc_indices.npy").shape == (0,)
+
+
 def test_summary_and_cleanup(tmp_path: Path) -> None:
     # An explicit zero and a duplicate entry: the zero is dropped, the duplicate summed.
     data = np.array([1.0, 0.0, 2.0, 3.0, 4.0], np.float32)

@@ -207,6 +207,21 @@ def test_fvu_on_a_prefix_of_examples(built) -> None:
     )
 
 
+def test_codes_denser_than_the_first_chunk_grow_their_buffers(built) -> None:
+    # The buffers are sized from the first chunk's density: a first chunk with no active code
+    # at all (zero inputs) and denser ones after it make them grow, with the same codes.
+    _, sae, _, activations = built
+    x = np.array(activations, copy=True)
+    x[:7] = 0
+    with torch.no_grad():
+        zero = sae.encode(torch.zeros(1, x.shape[1])).numpy()
+    codes, _, _ = context_module.encode_activations(sae, x, chunk_size=7, progress=False)
+    expected = _torch_codes(sae, x)
+    np.testing.assert_allclose(codes.toarray(), expected, rtol=0, atol=_codes_tol(sae, x))
+    assert codes.nnz == np.count_nonzero(expected) and codes.indices.dtype == np.int32
+    assert codes[:7].nnz == 7 * np.count_nonzero(zero)
+
+
 @pytest.mark.parametrize("form", ["dense", "float64", "csr", "coo", "torch", "npy", "npz"])
 def test_build_from_codes(form: str, tmp_path: Path) -> None:
     sae, examples, _ = _inputs(1)
