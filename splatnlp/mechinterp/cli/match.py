@@ -63,6 +63,15 @@ def _read_lines(lines, where: str, parse) -> list[tuple[Any, str]]:
     return out
 
 
+def _read_file(option: str, name: str, parse, hint: str) -> list[tuple[Any, str]]:
+    """:func:`_read_lines` of the file an option names; a missing file is refused."""
+    path = Path(name)
+    if not path.is_file():
+        raise CLIError(f"{option} {str(path)!r} does not exist", hint=hint)
+    with path.open() as fh:
+        return _read_lines(fh, str(path), parse)
+
+
 def _feature_id(value: Any) -> int:
     if isinstance(value, dict):
         value = value.get("feature")
@@ -95,11 +104,7 @@ def _queries(args: argparse.Namespace) -> tuple[list[tuple[Any, str | None]], bo
             except ValueError:
                 queries.append((token, None))
     if getattr(args, "features_file", None):
-        path = Path(args.features_file)
-        if not path.is_file():
-            raise CLIError(f"--features-file {str(path)!r} does not exist", hint="one feature id per line, or JSON lines with a 'feature' key")
-        with path.open() as fh:
-            queries += _read_lines(fh, str(path), _feature_id)
+        queries += _read_file("--features-file", args.features_file, _feature_id, "one feature id per line, or JSON lines with a 'feature' key")
     if not queries:
         raise CLIError("no feature ids given", hint="pass ids (match 5127 9912), '-' for stdin, or --features-file FILE")
     return queries, batch
@@ -290,11 +295,7 @@ def _pairs(args: argparse.Namespace) -> tuple[list[tuple[Any, str | None]], bool
     if "-" in args.ids:
         pairs += _read_lines(sys.stdin, "stdin", _pair)
     if args.pairs_file:
-        path = Path(args.pairs_file)
-        if not path.is_file():
-            raise CLIError(f"--pairs-file {str(path)!r} does not exist", hint="one 'SOURCE TARGET' pair per line, or JSON lines with 'source' and 'target'")
-        with path.open() as fh:
-            pairs += _read_lines(fh, str(path), _pair)
+        pairs += _read_file("--pairs-file", args.pairs_file, _pair, "one 'SOURCE TARGET' pair per line, or JSON lines with 'source' and 'target'")
     if not pairs:
         raise CLIError("no pairs given", hint="compare SOURCE TARGET [TARGET ...], '-' for stdin, or --pairs-file FILE")
     return pairs, batch

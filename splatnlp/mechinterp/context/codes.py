@@ -52,11 +52,13 @@ _NUMBA = importlib.util.find_spec("numba") is not None
 """Whether the compiled block transpose can run (numba is a dependency; checked, not imported)."""
 
 
-def _csc_blocks(csr: sp.csr_matrix, blocks: list[tuple[int, int]], idx: type, *, compiled: bool | None = None):
+def _csc_blocks(
+    csr: sp.csr_matrix, csc_ptr: np.ndarray, blocks: list[tuple[int, int]], idx: type, *, compiled: bool | None = None
+):
     """``(rows, values)`` of the CSC matrix of ``csr``, one column block at a time: each column's
     rows ascending, columns in order, so the blocks laid end to end are ``csr.tocsc()``'s
-    ``indices`` and ``data``. scipy's whole ``tocsc()`` took 10 s at real scale and held both
-    copies; this holds one block.
+    ``indices`` and ``data`` (``csc_ptr``: its ``indptr``, int64). scipy's whole ``tocsc()`` took
+    10 s at real scale and held both copies; this holds one block.
 
     Compiled (numba, the default when installed): one pass over the CSR entries per block, each
     entry placed at its column's cursor (0.55 s per block of 2**25 entries at real scale, 3.9 s
@@ -66,8 +68,6 @@ def _csc_blocks(csr: sp.csr_matrix, blocks: list[tuple[int, int]], idx: type, *,
     """
     compiled = _NUMBA if compiled is None else compiled
     indptr = np.asarray(csr.indptr)
-    csc_ptr = np.zeros(csr.shape[1] + 1, dtype=np.int64)
-    np.cumsum(_column_counts(csr), out=csc_ptr[1:])
     if compiled:
         from splatnlp.mechinterp.context._numba_codes import csc_block
 
@@ -99,31 +99,28 @@ def _column_counts(csr: sp.csr_matrix, chunk: int = 1 << 24) -> np.ndarray:
     return counts
 
 
-def _write_npy(path: Path, chunks, dtype: type, length: int) -> None:
-    """A 1-d ``.npy`` file of ``length`` items written from consecutive chunks (plain sequential
-    writes: neither the whole array nor a memory map of it is ever held)."""
-    dtype = np.dtype(dtype)
-    written = 0
-    with open(path, "wb") as fh:
-        np.lib.format.write_array_header_1_0(
-            fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)}
-        )
-        for chunk in chunks:
-            chunk = np.ascontiguousarray(chunk, dtype=dtype)
-            chunk.tofile(fh)
-            written += len(chunk)
-    if written != length:  # a bug here would give a file np.load reads as garbage
-        raise RuntimeError(f"wrote {written} items to {str(path)!r}, expected {length}")
+class _NpyWriter:
+    """A 1-d ``.npy`` file of ``length`` items written chunk by chunk (plain sequential writes:
+    neither the whole array nor a memory map of it is ever held); closing it checks that exactly
+    ``length`` items were written."""
 
+    def __init__(self, path: Path, dtype: type, length: int):
+        self.path, self.dtype, self.length, self.written = path, np.dtype(dtype), length, 0
+        self.fh = open(path, "wb")  # noqa: SIM115 - closed by __exit__
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (length,)}
+        np.lib.format.write_array_header_1_0(self.fh, header)
 
-def _file_chunks(path: Path, dtype: type, chunk: int = 1 << 24):
-    """A raw file of ``dtype`` items read back in chunks of ``chunk`` items."""
-    with open(path, "rb") as fh:
-        while True:
-            part = np.fromfile(fh, dtype=dtype, count=chunk)
-            if not len(part):
-                return
-            yield part
+    def write(self, chunk: np.ndarray) -> None:
+        np.ascontiguousarray(chunk, dtype=self.dtype).tofile(self.fh)
+        self.written += len(chunk)
+
+    def __enter__(self) -> _NpyWriter:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.fh.close()
+        if exc_type is None and self.written != self.length:  # np.load would read garbage
+            raise RuntimeError(f"wrote {self.written} items to {str(self.path)!r}, expected {self.length}")
 
 
 def write_codes(
@@ -161,19 +158,13 @@ def write_codes(
     np.cumsum(_column_counts(csr), out=csc_indptr[1:])
     np.save(directory / "csc_indptr.npy", csc_indptr.astype(idx, copy=False))
     blocks = column_blocks(csc_indptr, block_entries)
-
-    # Both files from one pass per block: the values go to a scratch file beside the rows and
-    # are appended after them, so no block is transposed twice.
-    with open(directory / "csc_data.npy.part", "wb") as values:
-
-        def rows_then_values():
-            for rows, vals in _csc_blocks(csr, blocks, idx, compiled=compiled):
-                np.ascontiguousarray(vals, dtype=np.float32).tofile(values)
-                yield rows
-
-        _write_npy(directory / "csc_indices.npy", rows_then_values(), idx, csr.nnz)
-    _write_npy(directory / "csc_data.npy", _file_chunks(directory / "csc_data.npy.part", np.float32), np.float32, csr.nnz)
-    (directory / "csc_data.npy.part").unlink()
+    with (
+        _NpyWriter(directory / "csc_indices.npy", idx, csr.nnz) as rows_out,
+        _NpyWriter(directory / "csc_data.npy", np.float32, csr.nnz) as values_out,
+    ):
+        for rows, values in _csc_blocks(csr, csc_indptr, blocks, idx, compiled=compiled):
+            rows_out.write(rows)
+            values_out.write(values)
     return {
         "n_examples": n_examples,
         "n_features": n_features,
