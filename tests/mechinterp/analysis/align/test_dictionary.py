@@ -181,6 +181,18 @@ def test_first_examples_match_brute_force(pair: Pair, n_examples: int) -> None:
     assert everything.report.n_examples == PAIR_EXAMPLES and not everything.report.warnings
 
 
+@pytest.mark.parametrize("n", [0, 1, 37, PAIR_EXAMPLES])
+def test_first_rows_are_views_of_the_codes(pair: Pair, n: int) -> None:
+    from splatnlp.mechinterp.analysis.align.dictionary import _first_rows
+
+    csr = pair.source.codes.csr
+    view = _first_rows(csr, n)
+    assert view.shape == (n, csr.shape[1])
+    assert (view != csr[:n]).nnz == 0 and view.nnz == csr[:n].nnz
+    if view.nnz:  # no copy of the (memory-mapped) arrays
+        assert np.shares_memory(view.data, csr.data) and np.shares_memory(view.indices, csr.indices)
+
+
 def test_agrees_with_feature_matcher(pair: Pair) -> None:
     tables = align_contexts(pair.source, pair.target, options=AlignOptions(chunk_size=64, **CHEAP))
     matcher = FeatureMatcher(pair.source, pair.target)
