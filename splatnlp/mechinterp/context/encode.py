@@ -111,8 +111,11 @@ def encode_activations(
             csr = sp.csr_matrix(codes.cpu().numpy())
             if start == 0:  # room for every example at the first chunk's density, and a tenth more
                 expected = int(csr.nnz / (stop - start) * n * 1.1) + csr.nnz
-                indices.reserve(expected)
-                values.reserve(expected)
+                try:
+                    indices.reserve(expected)
+                    values.reserve(expected)
+                except MemoryError:  # a first chunk far denser than the rest: grow as needed
+                    pass
             indptr_parts.append(csr.indptr[1:].astype(np.int64) + nnz)
             indices.extend(csr.indices)
             values.extend(csr.data)
@@ -130,7 +133,9 @@ class _Appendable:
     """A 1-d array appended to chunk by chunk, with room for the expected total: the encoding
     loop writes each chunk's codes straight into it. A list of chunk arrays concatenated at the
     end held the codes twice at that moment, and freeing the chunks did not give the memory back
-    (they live on the allocator's heap): 4.5 of the real preset build's 4.5 GB peak."""
+    (they live on the allocator's heap): that moment was the real preset build's 4.5 GB peak.
+    The final view holds more than half of its buffer (room for a tenth more, or growth by
+    half), so scipy takes it as it is (it copies views of less than half their base)."""
 
     def __init__(self, dtype: type):
         self.buf = np.empty(0, dtype=dtype)
