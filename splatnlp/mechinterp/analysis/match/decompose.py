@@ -14,7 +14,9 @@ def _gram(csc, columns: np.ndarray, n: int) -> np.ndarray:
     """``X^T X`` (float64 (m, m)) of the CSC columns ``columns``, read straight from the CSC
     arrays into a dense float64 block over the examples where any of them is active, then one
     matrix product. scipy's column slice, sparse product and densify cost ~4 ms of a ~10 ms
-    Full -> Ultra query from the pair index at real scale."""
+    Full -> Ultra query from the pair index at real scale. The block is (m, examples): each
+    column's entries land in one contiguous row (4.1 -> 3.2 ms per split parent there, the same
+    numbers)."""
     indptr, indices, data = csc.indptr, csc.indices, csc.data
     spans = [(int(indptr[c]), int(indptr[c + 1])) for c in np.asarray(columns).tolist()]
     active = np.zeros(n, dtype=bool)
@@ -23,10 +25,10 @@ def _gram(csc, columns: np.ndarray, n: int) -> np.ndarray:
     union = np.flatnonzero(active)
     position = np.empty(n, dtype=np.int64)
     position[union] = np.arange(len(union))
-    block = np.zeros((len(union), len(spans)))
+    block = np.zeros((len(spans), len(union)))
     for j, (a, b) in enumerate(spans):
-        block[position[indices[a:b]], j] = data[a:b]
-    return block.T @ block
+        block[j, position[indices[a:b]]] = data[a:b]
+    return block @ block.T
 
 
 def nnls_sparse(
