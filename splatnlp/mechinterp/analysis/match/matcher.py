@@ -114,8 +114,8 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
     else:
         why = {
             "parent_decoder_cosine": "undefined: a decoder row has zero norm",
-            "parent_containment": "undefined: the feature is never active",
-            "parent_containment_lower": "undefined: the feature is never active",
+            "parent_containment": "undefined: the feature is active on fewer than min_active examples",
+            "parent_containment_lower": "undefined: the feature is active on fewer than min_active examples",
             "parent_coactive_correlation": (
                 f"fewer than 3 examples where both are active, or no variance there "
                 f"({v.parent_coactive_count} co-active)"
