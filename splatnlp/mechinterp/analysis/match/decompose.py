@@ -7,22 +7,28 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["nnls_sparse"]
+__all__ = ["active_union", "nnls_sparse"]
 
 
-def _gram(csc, columns: np.ndarray, n: int) -> np.ndarray:
+def active_union(csc, columns: np.ndarray, n: int) -> np.ndarray:
+    """bool (n,): the examples where any of the CSC columns ``columns`` is active (a mark per
+    example, no sort). The decomposition's Gram block and its coverage both need it."""
+    active = np.zeros(n, dtype=bool)
+    for c in np.asarray(columns).tolist():
+        active[csc.indices[int(csc.indptr[c]) : int(csc.indptr[c + 1])]] = True
+    return active
+
+
+def _gram(csc, columns: np.ndarray, n: int, active: np.ndarray | None = None) -> np.ndarray:
     """``X^T X`` (float64 (m, m)) of the CSC columns ``columns``, read straight from the CSC
-    arrays into a dense float64 block over the examples where any of them is active, then one
-    matrix product. scipy's column slice, sparse product and densify cost ~4 ms of a ~10 ms
-    Full -> Ultra query from the pair index at real scale. The block is (m, examples): each
-    column's entries land in one contiguous row (4.1 -> 3.2 ms per split parent there, the same
-    numbers)."""
+    arrays into a dense float64 block over the examples where any of them is active
+    (``active``, :func:`active_union`, when already known), then one matrix product. scipy's
+    column slice, sparse product and densify cost ~4 ms of a ~10 ms Full -> Ultra query from the
+    pair index at real scale. The block is (m, examples): each column's entries land in one
+    contiguous row (4.1 -> 3.2 ms per split parent there, the same numbers)."""
     indptr, indices, data = csc.indptr, csc.indices, csc.data
     spans = [(int(indptr[c]), int(indptr[c + 1])) for c in np.asarray(columns).tolist()]
-    active = np.zeros(n, dtype=bool)
-    for a, b in spans:
-        active[indices[a:b]] = True
-    union = np.flatnonzero(active)
+    union = np.flatnonzero(active_union(csc, columns, n) if active is None else active)
     position = np.empty(n, dtype=np.int64)
     position[union] = np.arange(len(union))
     block = np.zeros((len(spans), len(union)))
@@ -40,6 +46,7 @@ def nnls_sparse(
     *,
     xty: np.ndarray | None = None,
     column_sums: tuple[np.ndarray, np.ndarray] | None = None,
+    active: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float | None]:
     """Non-negative least squares of a centered sparse source on centered sparse target columns,
     through the normal equations so nothing dense of length n_examples is built.
@@ -55,6 +62,8 @@ def nnls_sparse(
     column_sums : ``(sum_n x_nj, sum_n x_nj^2)``, float arrays of shape (m,), when known (the
         per-feature moments): with ``xty``, one column reads no codes at all and several read
         only their CSC arrays for the Gram matrix
+    active : bool array of shape (n,), :func:`active_union` of ``columns`` when already known
+        (the caller's coverage needs it too)
 
     Returns (weights (m,), R^2 or None when the source has zero variance).
     """
@@ -68,7 +77,7 @@ def nnls_sparse(
         gram = np.asarray(column_sums[1], dtype=np.float64).reshape(1, 1) - n * np.outer(mu_x, mu_x)
     elif xty is not None and column_sums is not None:
         mu_x = np.asarray(column_sums[0], dtype=np.float64) / n
-        gram = _gram(csc, columns, n) - n * np.outer(mu_x, mu_x)
+        gram = _gram(csc, columns, n, active) - n * np.outer(mu_x, mu_x)
     else:
         X = csc[:, columns].astype(np.float64)  # (n, m) sparse
         mu_x = np.asarray(X.sum(0)).ravel() / n

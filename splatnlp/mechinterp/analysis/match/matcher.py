@@ -20,7 +20,7 @@ import scipy.special
 from splatnlp.mechinterp.analysis.align.index import INDEX_DIR, PairIndex, load_index
 from splatnlp.mechinterp.analysis.align.report import AlignedFeature
 from splatnlp.mechinterp.analysis.align.tables import AlignmentTables, load_tables
-from splatnlp.mechinterp.analysis.match.decompose import nnls_sparse
+from splatnlp.mechinterp.analysis.match.decompose import active_union, nnls_sparse
 from splatnlp.mechinterp.analysis.match.options import SORT_KEYS, MatchOptions, SortKey
 from splatnlp.mechinterp.analysis.match.reports import (
     Decomposition,
@@ -1033,14 +1033,13 @@ class FeatureMatcher:
                 undefined={"r_squared": why, "coverage": why}, **base,
             )
         tgt = self._target
+        csc = self.target_ctx.codes.csc
+        covered = active_union(csc, eligible, self.n_examples)  # the Gram block's rows too
         weights, r2 = nnls_sparse(
-            self.target_ctx.codes.csc, eligible, scores.rows, scores.values, self.n_examples,
+            csc, eligible, scores.rows, scores.values, self.n_examples,
             xty=scores.dot[eligible], column_sums=(tgt.total[eligible], tgt.total_sq[eligible]),
+            active=covered,
         )
-        # A mark per example (no sort): where any member is active.
-        covered = np.zeros(self.n_examples, dtype=bool)
-        for t in eligible:
-            covered[self.target_ctx.codes.feature(int(t))[0]] = True
         coverage = float(covered[scores.rows].mean()) if len(scores.rows) else None
         p_ts = scores.metric["p_target_given_source"][0]
         p_st = scores.metric["p_source_given_target"][0]
