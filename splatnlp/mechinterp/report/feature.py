@@ -255,6 +255,12 @@ def _verdict_section(report: MatchReport) -> Markup:
         if v.equivalent_by:
             rows.append(("equivalent by", v.equivalent_by))
         items.append(facts(rows))
+        shown = ("parent", "parent_score", "parent_decoder_cosine", "parent_coactive_correlation",
+                 "parent_coactive_count", "parent_containment", "parent_containment_lower",
+                 "best_nesting", "parent_n_children")  # fmt: skip
+        why = [f"{name}: {v.undefined[name]}" for name in shown if name in v.undefined and (v.side == "larger" or v.parent is not None)]
+        if why:  # every empty value above says why (Verdict.undefined)
+            items.append(tag("ul", Markup("".join(tag("li", w) for w in why)), class_="muted", id="verdict-undefined"))
         if v.children:
             items.append(tag("h3", f"Children in {report.target_model} ({len(v.children)})"))
             listed = ", ".join(

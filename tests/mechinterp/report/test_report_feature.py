@@ -103,6 +103,8 @@ def test_a_dead_feature_gets_a_report(tiny, tmp_path: Path) -> None:
     page = _check_page(index, ultra, full, dead, n_top=3)
     assert page.text_by_id["verdict-label"] == "dead"
     assert len(page.tables["matches-table"]) == 1 + 3
+    # Every empty verdict value above says why (from Verdict.undefined).
+    assert "parent: the feature is never active" in page.text_by_id["verdict-undefined"]
 
 
 def test_tokens_and_names_are_escaped(hostile, tmp_path: Path) -> None:
