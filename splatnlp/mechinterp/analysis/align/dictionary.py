@@ -523,6 +523,14 @@ def align_contexts(
     block = _heatmap_block(corr_ls, parent, parent_score, n_assigned, rng)
     timings["assign"] = time.perf_counter() - t
     del corr, corr_ls
+    if index is not None and kernels.AVAILABLE:
+        # Each smaller-side feature's children's Gram matrix and coverage, for its decomposition
+        # from the index (the matcher then reads no child's codes; 3.7 s at real scale, 3.6 MB).
+        t = time.perf_counter()
+        index["children_offsets"], index["children_gram"], index["children_covered"] = kernels.children_gram(
+            csr_a if a_larger else csr_b, csr_b if a_larger else csr_a, parent
+        )
+        timings["children_gram"] = time.perf_counter() - t
 
     t = time.perf_counter()
     same_d = a.d_model == b.d_model

@@ -9,6 +9,10 @@ over the codes. For features ``i`` of side A and ``j`` of side B, over all examp
     index/coactive.npy   uint32  (K_a, K_b)  #{n : a_ni > 0 and b_nj > 0}  (Jaccard, containments)
     index/decoder.npy    float32 (K_a, K_b)  cosine of the two decoder rows (absent when d_model
                                              differs)
+    index/children_offsets.npy  int64 (K_small + 1,)  where each smaller-side feature's block starts
+    index/children_gram.npy     float64 (sum q**2,)   X^T X of its q children's codes (q x q each;
+                                             children by ascending id; absent without numba)
+    index/children_covered.npy  int64 (K_small,)      examples where it and any child are active
 
 With the per-feature moments the matcher already holds, ``dot`` and ``coactive`` determine
 correlation, co-activation Jaccard and both containments of every pair. ``dot`` is the streamed
@@ -49,6 +53,10 @@ INDEX_SCHEMA = 1
 """Version of the index layout; an index with another version is refused."""
 
 _ARRAYS = {"dot": np.float32, "coactive": np.uint32, "decoder": np.float32}
+_CHILDREN = {"children_offsets": np.int64, "children_gram": np.float64, "children_covered": np.int64}
+"""Optional, 1-d: each smaller-side feature's children's Gram matrix
+(:func:`~splatnlp.mechinterp.analysis.metrics.kernels.children_gram`); an index without them
+(written before, or without numba) still answers, computing those from the codes."""
 _SAMPLE = 4096
 
 
@@ -119,6 +127,20 @@ def write_index(directory: str | Path, arrays: dict[str, np.ndarray], meta: dict
         # K_b pages (measured 190 us vs 10 us per row read on the tiny demo).
         np.save(directory / f"{key}.npy", np.ascontiguousarray(arr, dtype=dtype), allow_pickle=False)
         written[key] = np.dtype(dtype).name
+    present = [key for key in _CHILDREN if key in arrays]
+    if present and len(present) != len(_CHILDREN):
+        raise ValueError(f"pair index needs all of {list(_CHILDREN)} or none; got {present}")
+    if present:
+        offsets, gram, covered = (np.asarray(arrays[key], dtype=dtype) for key, dtype in _CHILDREN.items())
+        k_small = min(shape)
+        if offsets.shape != (k_small + 1,) or int(offsets[-1]) != len(gram) or covered.shape != (k_small,):
+            raise ValueError(
+                f"children_offsets {offsets.shape}, children_gram {gram.shape} and children_covered "
+                f"{covered.shape} do not fit {k_small} smaller-side features"
+            )
+        for key, arr in zip(_CHILDREN, (offsets, gram, covered), strict=True):
+            np.save(directory / f"{key}.npy", arr, allow_pickle=False)
+            written[key] = arr.dtype.name
     (directory / "index.json").write_text(json.dumps({**meta, "arrays": written}, indent=2))
     return directory
 
@@ -132,6 +154,26 @@ class PairIndex:
     dot: np.ndarray
     coactive: np.ndarray
     decoder: np.ndarray | None
+    children_offsets: np.ndarray | None = None
+    children_gram: np.ndarray | None = None
+    children_covered: np.ndarray | None = None
+
+    def children_gram_of(self, small_feature: int, children: np.ndarray, members: np.ndarray) -> np.ndarray | None:
+        """``X^T X`` (float64 (m, m)) of ``members``, children of smaller-side ``small_feature``
+        whose whole child list is ``children`` (ascending ids, as the alignment assigned them);
+        None when the index holds no children Gram matrices or they do not fit that list."""
+        if self.children_offsets is None:
+            return None
+        lo, hi = int(self.children_offsets[small_feature]), int(self.children_offsets[small_feature + 1])
+        q = len(children)
+        at = np.searchsorted(children, members)
+        if hi - lo != q * q or np.any(at >= q) or np.any(children[np.minimum(at, q - 1)] != members):
+            return None
+        return np.asarray(self.children_gram[lo:hi]).reshape(q, q)[np.ix_(at, at)]
+
+    def children_covered_of(self, small_feature: int) -> int | None:
+        """Examples where ``small_feature`` and any of its children are active (None: not held)."""
+        return None if self.children_covered is None else int(self.children_covered[small_feature])
 
     def side_of(self, ctx: Any) -> str:
         """'a' or 'b': the side ``ctx`` was on when the index was written (by codes fingerprint,
@@ -217,7 +259,29 @@ def load_index(directory: str | Path, a: Any, b: Any) -> PairIndex:
                 f"{meta['arrays'][key]} {shape}; " + rebuild_command(directory.parent, *names)
             )
         arrays[key] = arr
-    index = PairIndex(directory=directory, meta=meta, dot=arrays["dot"], coactive=arrays["coactive"], decoder=arrays["decoder"])
+    children: dict[str, np.ndarray | None] = dict.fromkeys(_CHILDREN)
+    if all(key in meta["arrays"] for key in _CHILDREN):
+        for key, dtype in _CHILDREN.items():
+            children[key] = np.load(directory / f"{key}.npy", mmap_mode="r", allow_pickle=False)
+            if children[key].ndim != 1 or children[key].dtype != np.dtype(dtype):
+                raise IndexMismatch(
+                    f"{str(directory / (key + '.npy'))!r} holds {children[key].dtype} {children[key].shape}; "
+                    f"expected 1-d {np.dtype(dtype).name}; " + rebuild_command(directory.parent, *names)
+                )
+        if (
+            len(children["children_offsets"]) != min(shape) + 1
+            or int(children["children_offsets"][-1]) != len(children["children_gram"])
+            or len(children["children_covered"]) != min(shape)
+        ):
+            raise IndexMismatch(
+                f"children Gram matrices in {str(directory)!r} do not fit {min(shape)} features; "
+                + rebuild_command(directory.parent, *names)
+            )
+    index = PairIndex(
+        directory=directory, meta=meta, dot=arrays["dot"], coactive=arrays["coactive"], decoder=arrays["decoder"],
+        children_offsets=children["children_offsets"], children_gram=children["children_gram"],
+        children_covered=children["children_covered"],
+    )
     sides = {index.side_of(a), index.side_of(b)}
     if sides != {"a", "b"}:
         raise IndexMismatch(

@@ -47,6 +47,7 @@ def nnls_sparse(
     xty: np.ndarray | None = None,
     column_sums: tuple[np.ndarray, np.ndarray] | None = None,
     active: np.ndarray | None = None,
+    gram: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float | None]:
     """Non-negative least squares of a centered sparse source on centered sparse target columns,
     through the normal equations so nothing dense of length n_examples is built.
@@ -64,6 +65,9 @@ def nnls_sparse(
         only their CSC arrays for the Gram matrix
     active : bool array of shape (n,), :func:`active_union` of ``columns`` when already known
         (the caller's coverage needs it too)
+    gram : float64 array of shape (m, m), ``X^T X`` of the columns (uncentered) when already
+        known (a pair index's children Gram matrices): with ``xty`` and ``column_sums`` the fit
+        reads no codes at all
 
     Returns (weights (m,), R^2 or None when the source has zero variance).
     """
@@ -77,7 +81,8 @@ def nnls_sparse(
         gram = np.asarray(column_sums[1], dtype=np.float64).reshape(1, 1) - n * np.outer(mu_x, mu_x)
     elif xty is not None and column_sums is not None:
         mu_x = np.asarray(column_sums[0], dtype=np.float64) / n
-        gram = _gram(csc, columns, n, active) - n * np.outer(mu_x, mu_x)
+        xtx = _gram(csc, columns, n, active) if gram is None else np.asarray(gram, dtype=np.float64)
+        gram = xtx - n * np.outer(mu_x, mu_x)
     else:
         X = csc[:, columns].astype(np.float64)  # (n, m) sparse
         mu_x = np.asarray(X.sum(0)).ravel() / n

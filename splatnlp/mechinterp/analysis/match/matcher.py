@@ -1034,13 +1034,19 @@ class FeatureMatcher:
             )
         tgt = self._target
         csc = self.target_ctx.codes.csc
-        covered = active_union(csc, eligible, self.n_examples)  # the Gram block's rows too
+        gram, n_covered = self._children_sums(feature, eligible)
+        covered = None if n_covered is not None else active_union(csc, eligible, self.n_examples)
         weights, r2 = nnls_sparse(
             csc, eligible, scores.rows, scores.values, self.n_examples,
             xty=scores.dot[eligible], column_sums=(tgt.total[eligible], tgt.total_sq[eligible]),
-            active=covered,
+            active=covered, gram=gram,
         )
-        coverage = float(covered[scores.rows].mean()) if len(scores.rows) else None
+        if not len(scores.rows):
+            coverage = None
+        elif n_covered is not None:
+            coverage = n_covered / len(scores.rows)
+        else:
+            coverage = float(covered[scores.rows].mean())
         p_ts = scores.metric["p_target_given_source"][0]
         p_st = scores.metric["p_source_given_target"][0]
         order = np.lexsort((-corr[eligible], -weights))
@@ -1064,6 +1070,19 @@ class FeatureMatcher:
             members=members, n_members=len(members), r_squared=r2, coverage=coverage,
             is_split=len(members) >= 2, undefined=undefined, **base,
         )
+
+    def _children_sums(self, feature: int, members: np.ndarray) -> tuple[np.ndarray | None, int | None]:
+        """The members' ``X^T X`` (None for fewer than 2: the moments give it) and, when they are
+        all of the source's children, the examples they cover, from the pair index: when the
+        source is on the smaller side and the index holds its children's sums; else None, None
+        (computed from the codes)."""
+        if self.index is None or self._source_is_larger:
+            return None, None
+        children = np.flatnonzero(self._table["parent"] == feature)
+        members = np.asarray(members)
+        gram = self.index.children_gram_of(feature, children, members) if len(members) >= 2 else None
+        whole = len(members) == len(children) and np.array_equal(np.sort(members), children)
+        return gram, self.index.children_covered_of(feature) if whole else None
 
     def compare_features(self, source_fid: int, target_fid: int) -> FeatureComparison:
         """Every pair metric for one source and one target feature, and the overlap of their

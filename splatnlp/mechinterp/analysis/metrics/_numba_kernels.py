@@ -106,3 +106,62 @@ def _inside_parts(l_ptr, l_idx, l_val, s_ptr, s_idx, s_val, cand, k_small, total
                         c6[5, u] += x * y
             for q in range(s_ptr[r], s_ptr[r + 1]):
                 value[s_idx[q]] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _children_gram_rows(
+    indptr, indices, data, parent, local, n_children, offsets, gram, s_ptr, s_idx, covered, r0, r1
+):  # pragma: no cover - compiled
+    # Per example: each active child of a parent pairs with the earlier active children of the
+    # same parent in that example (a linked list per parent, reset after the example); a parent
+    # active there with at least one active child counts the example as covered.
+    head = np.full(len(n_children), -1, dtype=np.int64)
+    small_on = np.zeros(len(n_children), dtype=np.bool_)
+    longest = 1
+    for r in range(r0, r1):
+        longest = max(longest, indptr[r + 1] - indptr[r])
+    after = np.empty(longest, dtype=np.int64)  # per entry of the example: the same parent's previous
+    for r in range(r0, r1):
+        for k in range(s_ptr[r], s_ptr[r + 1]):
+            small_on[s_idx[k]] = True
+        lo = indptr[r]
+        for k in range(lo, indptr[r + 1]):
+            u = indices[k]
+            p = parent[u]
+            if p < 0:
+                continue
+            q = n_children[p]
+            base = offsets[p]
+            i = local[u]
+            v = np.float64(data[k])
+            gram[base + i * q + i] += v * v
+            e = head[p]
+            if e < 0 and small_on[p]:
+                covered[p] += 1
+            while e >= 0:
+                j = local[indices[e]]
+                w = v * np.float64(data[e])
+                gram[base + i * q + j] += w
+                gram[base + j * q + i] += w
+                e = after[e - lo]
+            after[k - lo] = head[p]
+            head[p] = k
+        for k in range(lo, indptr[r + 1]):
+            p = parent[indices[k]]
+            if p >= 0:
+                head[p] = -1
+        for k in range(s_ptr[r], s_ptr[r + 1]):
+            small_on[s_idx[k]] = False
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _children_gram(indptr, indices, data, parent, local, n_children, offsets, grams, s_ptr, s_idx, covered):  # pragma: no cover - compiled
+    # One block of examples per row of ``grams`` and ``covered`` (one per thread); the caller
+    # sums the rows.
+    n_parts = grams.shape[0]
+    n = len(indptr) - 1
+    for t in numba.prange(n_parts):
+        _children_gram_rows(
+            indptr, indices, data, parent, local, n_children, offsets, grams[t], s_ptr, s_idx, covered[t],
+            t * n // n_parts, (t + 1) * n // n_parts,
+        )

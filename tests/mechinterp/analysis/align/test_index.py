@@ -110,6 +110,50 @@ def test_reports_from_the_index_equal_reports_from_the_codes(tiny_demo_dir: Path
             )
 
 
+def test_children_gram_of_the_index_is_the_childrens_product(tiny_demo_dir: Path, tiny_alignment, tiny_alignment_dir: Path) -> None:
+    full, ultra = MechInterpContext(tiny_demo_dir / "full"), MechInterpContext(tiny_demo_dir / "ultra")
+    index = load_index(tiny_alignment_dir / INDEX_DIR, full, ultra)
+    assert index.children_offsets is not None and index.children_gram is not None
+    _, large = tiny_alignment.side("ultra")
+    parent = large["parent"]
+    dense = ultra.codes.csc
+    n_children = np.bincount(parent[parent >= 0], minlength=full.n_features)
+    for s in np.flatnonzero(n_children >= 2)[:5]:
+        children = np.flatnonzero(parent == s)
+        x = dense[:, children].toarray().astype(np.float64)
+        members = children[::-1][:3]  # any subset, any order
+        got = index.children_gram_of(int(s), children, members)
+        want = x.T @ x
+        pos = [int(np.searchsorted(children, m)) for m in members]
+        np.testing.assert_allclose(got, want[np.ix_(pos, pos)], rtol=1e-12, atol=0)
+        assert index.children_gram_of(int(s), children[:-1], members[:1]) is None  # another list
+        source = full.codes.feature(int(s))[0]
+        assert index.children_covered_of(int(s)) == int((x[source] > 0).any(axis=1).sum())
+
+
+def test_an_index_without_children_grams_answers_the_same(tiny_demo_dir: Path, tiny_alignment_dir: Path, tmp_path: Path) -> None:
+    # An index written before the children Gram matrices (or without numba): the decomposition
+    # reads the children's codes instead, with the same reports.
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_alignment_dir, old)
+    meta = json.loads((old / INDEX_DIR / "index.json").read_text())
+    for key in ("children_offsets", "children_gram", "children_covered"):
+        meta["arrays"].pop(key)
+        (old / INDEX_DIR / f"{key}.npy").unlink()
+    (old / INDEX_DIR / "index.json").write_text(json.dumps(meta))
+    full, ultra = MechInterpContext(tiny_demo_dir / "full"), MechInterpContext(tiny_demo_dir / "ultra")
+    with_gram, without = FeatureMatcher(full, ultra, alignment=tiny_alignment_dir), FeatureMatcher(full, ultra, alignment=old)
+    assert without.index is not None and without.index.children_gram is None
+    split = [int(f) for f in np.flatnonzero(np.asarray(with_gram.alignment.a["n_assigned"]) >= 2)[:5]]
+    for f in split:
+        a, b = with_gram.find_decomposition(f), without.find_decomposition(f)
+        assert [m.feature for m in a.members] == [m.feature for m in b.members]
+        np.testing.assert_allclose([m.weight for m in a.members], [m.weight for m in b.members], rtol=1e-9, atol=1e-12)
+        assert a.r_squared == pytest.approx(b.r_squared, rel=1e-9) and a.coverage == b.coverage
+
+
 def test_matcher_refuses_an_index_of_other_codes(pair: Pair, pair_alignment: Path, tmp_path: Path) -> None:
     # Another SAE over the same examples.
     forged = _forged(pair_alignment, tmp_path, lambda m: m["b"].update(codes_fingerprint="sha256:" + "0" * 64))

@@ -87,3 +87,27 @@ def test_compiled_inside_mass_equals_the_numpy_pass(monkeypatch: pytest.MonkeyPa
     L, S = large.toarray().astype(np.float64), small.toarray() > 0
     brute = np.array([L[S[:, c], u].sum() if c >= 0 else np.nan for u, c in enumerate(cand)])
     np.testing.assert_allclose(got.inside, brute, rtol=1e-12, atol=0, equal_nan=True)
+
+
+def test_children_gram_is_each_parents_dense_product() -> None:
+    # Parents with no child, one child, several; children with no parent (-1); rows with several
+    # children of one parent active at once (density 0.4), and empty rows.
+    rng = np.random.default_rng(3)
+    dense = sp.random(150, 40, density=0.4, random_state=4, dtype=np.float32).toarray()
+    dense[:5] = 0
+    small = sp.random(150, 9, density=0.5, random_state=5, dtype=np.float32).toarray()
+    parent = rng.integers(-1, 6, 40)
+    parent[7] = 8  # a parent of one child; 6 and 7 have none
+    offsets, gram, covered = kernels.children_gram(sp.csr_matrix(dense), sp.csr_matrix(small), parent)
+    x = dense.astype(np.float64)
+    assert offsets.shape == (10,) and offsets[-1] == len(gram) and covered.shape == (9,)
+    for s in range(9):
+        children = np.flatnonzero(parent == s)
+        q = len(children)
+        want = x[:, children].T @ x[:, children]
+        np.testing.assert_allclose(gram[offsets[s] : offsets[s + 1]].reshape(q, q), want, rtol=1e-12, atol=0)
+        assert covered[s] == int(((small[:, s] > 0) & (dense[:, children] > 0).any(axis=1)).sum())
+    with pytest.raises(ValueError, match=r"parent has shape \(3,\)"):
+        kernels.children_gram(sp.csr_matrix(dense), sp.csr_matrix(small), parent[:3])
+    with pytest.raises(ValueError, match="parent holds 8; the smaller side has 5 features"):
+        kernels.children_gram(sp.csr_matrix(dense), sp.csr_matrix(small[:, :5]), parent)
