@@ -154,6 +154,25 @@ def test_an_index_without_children_grams_answers_the_same(tiny_demo_dir: Path, t
         assert a.r_squared == pytest.approx(b.r_squared, rel=1e-9) and a.coverage == b.coverage
 
 
+def test_children_arrays_that_do_not_fit_are_refused(pair: Pair, tmp_path: Path) -> None:
+    from splatnlp.mechinterp.analysis.align.index import index_meta, write_index
+
+    k_a, k_b = pair.source.n_features, pair.target.n_features
+    base = {"dot": np.zeros((k_a, k_b)), "coactive": np.zeros((k_a, k_b), np.uint32)}
+    meta = index_meta(pair.source, pair.target, pair.source.n_examples)
+    k_small = min(k_a, k_b)
+    good = {"children_offsets": np.zeros(k_small + 1, np.int64), "children_gram": np.zeros(0), "children_covered": np.zeros(k_small, np.int64)}
+    write_index(tmp_path / "ok", {**base, **good}, meta)
+    with pytest.raises(ValueError, match="needs all of"):
+        write_index(tmp_path / "partial", {**base, "children_gram": np.zeros(0)}, meta)
+    with pytest.raises(ValueError, match=f"do not fit {k_small} smaller-side features"):
+        write_index(tmp_path / "short", {**base, **good, "children_covered": np.zeros(k_small - 1, np.int64)}, meta)
+    # A loaded index whose files were edited to disagree is refused with the rebuild command.
+    np.save(tmp_path / "ok" / "children_covered.npy", np.zeros(k_small + 3, np.int64))
+    with pytest.raises(IndexMismatch, match="do not fit"):
+        load_index(tmp_path / "ok", pair.source, pair.target)
+
+
 def test_matcher_refuses_an_index_of_other_codes(pair: Pair, pair_alignment: Path, tmp_path: Path) -> None:
     # Another SAE over the same examples.
     forged = _forged(pair_alignment, tmp_path, lambda m: m["b"].update(codes_fingerprint="sha256:" + "0" * 64))
