@@ -119,8 +119,10 @@ class AlignmentTables:
     """The folder these tables were loaded from (None when computed in memory)."""
     index: dict[str, np.ndarray] | None = None
     """The pair sums ``save_tables`` writes as the pair index (``dot``, ``coactive``,
-    ``decoder``: (K_a, K_b) each), kept by ``AlignOptions(keep_index=True)``; None once loaded
-    (the matcher memory-maps ``<folder>/index/`` itself)."""
+    ``decoder``: (K_a, K_b) each; ``children_offsets``, ``children_gram``, ``children_covered``:
+    1-d, each smaller-side feature's children's sums, with numba), kept by
+    ``AlignOptions(keep_index=True)``; None once loaded (the matcher memory-maps
+    ``<folder>/index/`` itself)."""
     index_meta: dict[str, Any] | None = None
     """The index's identity (:func:`~splatnlp.mechinterp.analysis.align.index.index_meta`)."""
 
