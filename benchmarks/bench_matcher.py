@@ -4,7 +4,7 @@ Usage: python benchmarks/bench_matcher.py [--demo-dir DIR] [--queries 50] [--ups
                                          [--alignment DIR | --no-index] [--json FILE]
 
 Needs the ``real`` demo preset (24,576 x 2,048 features, d_model 512, 100,000 examples, about 190
-and 2,200 active features per example); builds it first if absent (several minutes, ~5 GB).
+and 2,200 active features per example); builds it first if absent (about 2 minutes, 4.2 GiB on disk).
 Each way of answering runs in its own process (``--mode``, started by this script), so each
 peak is the memory a user's process answering that way needs, not the sum of all of them:
 - ``codes``: loading both contexts, and the first (cold) query of each direction;
