@@ -238,27 +238,27 @@ def _verdict_section(report: MatchReport) -> Markup:
             )
         )
         rows: list[tuple[str, Any]] = [("side", f"{v.side} dictionary ({report.source_model})")]
+        parent_facts = (
+            ("parent correlation", "parent_score"),
+            ("parent decoder cosine", "parent_decoder_cosine"),
+            ("co-active correlation", "parent_coactive_correlation"),
+            ("co-active examples", "parent_coactive_count"),
+            ("P(parent | this)", "parent_containment"),
+            ("its 95 % lower bound", "parent_containment_lower"),
+            ("nesting (best candidate)", "best_nesting"),
+            ("parent's children", "parent_n_children"),
+        )
+        shown: list[str] = []
         if v.side == "larger" or v.parent is not None:
-            rows += [
-                ("parent", _feature_ref(report.target_model, v.parent)),
-                ("parent correlation", v.parent_score),
-                ("parent decoder cosine", v.parent_decoder_cosine),
-                ("co-active correlation", v.parent_coactive_correlation),
-                ("co-active examples", v.parent_coactive_count),
-                ("P(parent | this)", v.parent_containment),
-                ("its 95 % lower bound", v.parent_containment_lower),
-                ("nesting (best candidate)", v.best_nesting),
-                ("parent's children", v.parent_n_children),
-            ]
+            rows.append(("parent", _feature_ref(report.target_model, v.parent)))
+            rows += [(label, getattr(v, field)) for label, field in parent_facts]
+            shown = ["parent", *(field for _, field in parent_facts)]
         if v.side == "smaller":
             rows.append(("children", len(v.children)))
         if v.equivalent_by:
             rows.append(("equivalent by", v.equivalent_by))
         items.append(facts(rows))
-        shown = ("parent", "parent_score", "parent_decoder_cosine", "parent_coactive_correlation",
-                 "parent_coactive_count", "parent_containment", "parent_containment_lower",
-                 "best_nesting", "parent_n_children")  # fmt: skip
-        why = [f"{name}: {v.undefined[name]}" for name in shown if name in v.undefined and (v.side == "larger" or v.parent is not None)]
+        why = [f"{name}: {v.undefined[name]}" for name in shown if name in v.undefined]
         if why:  # every empty value above says why (Verdict.undefined)
             items.append(tag("ul", Markup("".join(tag("li", w) for w in why)), class_="muted", id="verdict-undefined"))
         if v.children:

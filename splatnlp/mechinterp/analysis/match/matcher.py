@@ -1034,7 +1034,7 @@ class FeatureMatcher:
             )
         tgt = self._target
         csc = self.target_ctx.codes.csc
-        gram, n_covered = self._children_sums(feature, eligible)
+        gram, n_covered = self._children_sums(feature, eligible, scores.parent_pair)
         covered = None if n_covered is not None else active_union(csc, eligible, self.n_examples)
         weights, r2 = nnls_sparse(
             csc, eligible, scores.rows, scores.values, self.n_examples,
@@ -1071,14 +1071,17 @@ class FeatureMatcher:
             is_split=len(members) >= 2, undefined=undefined, **base,
         )
 
-    def _children_sums(self, feature: int, members: np.ndarray) -> tuple[np.ndarray | None, int | None]:
+    def _children_sums(
+        self, feature: int, members: np.ndarray, parent_pair: np.ndarray
+    ) -> tuple[np.ndarray | None, int | None]:
         """The members' ``X^T X`` (None for fewer than 2: the moments give it) and, when they are
-        all of the source's children, the examples they cover, from the pair index: when the
-        source is on the smaller side and the index holds its children's sums; else None, None
-        (computed from the codes)."""
+        all of the source's children (``parent_pair``, the scoring pass's mask of them, from the
+        alignment's tables), the examples they cover, from the pair index: when the source is
+        on the smaller side and the index holds its children's sums; else None, None (computed
+        from the codes)."""
         if self.index is None or self._source_is_larger:
             return None, None
-        children = np.flatnonzero(self._table["parent"] == feature)
+        children = np.flatnonzero(parent_pair)
         members = np.asarray(members)
         gram = self.index.children_gram_of(feature, children, members) if len(members) >= 2 else None
         whole = len(members) == len(children) and np.array_equal(np.sort(members), children)

@@ -15,7 +15,6 @@ from splatnlp.mechinterp.analysis.align.report import AlignedFeature
 
 REPORT_SCHEMA_VERSION = 1
 
-
 Relation = Literal[
     "equivalent",
     "source_split_by_target",
