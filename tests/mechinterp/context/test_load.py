@@ -222,6 +222,29 @@ def test_codes_denser_than_the_first_chunk_grow_their_buffers(built) -> None:
     assert codes[:7].nnz == 7 * np.count_nonzero(zero)
 
 
+def test_codes_when_the_first_reservation_fails(built, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Room for every example cannot be had (a first chunk far denser than the rest, on a small
+    # machine): the buffers grow as needed instead, with the same codes.
+    from splatnlp.mechinterp.context import encode
+
+    _, sae, _, activations = built
+    real = encode._Appendable.reserve
+    calls = []
+
+    def reserve(self, capacity):
+        calls.append(capacity)
+        if len(calls) == 1:
+            raise MemoryError("no room")
+        return real(self, capacity)
+
+    monkeypatch.setattr(encode._Appendable, "reserve", reserve)
+    codes, _, _ = context_module.encode_activations(sae, activations, chunk_size=7, progress=False)
+    np.testing.assert_allclose(
+        codes.toarray(), _torch_codes(sae, activations), rtol=0, atol=_codes_tol(sae, activations)
+    )
+    assert len(calls) > 1
+
+
 @pytest.mark.parametrize("form", ["dense", "float64", "csr", "coo", "torch", "npy", "npz"])
 def test_build_from_codes(form: str, tmp_path: Path) -> None:
     sae, examples, _ = _inputs(1)
