@@ -34,8 +34,11 @@ below float32 resolution of its level (float32 epsilon is 1.2e-7), so the cosine
 noise. Scale-invariant, unlike the original's absolute ``1e-9`` added to the norm."""
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-_STATS_CHUNK_ENTRIES = 1 << 24
-"""Stored entries per column chunk when a sparse input's statistics are computed."""
+_STATS_CHUNK_ENTRIES = 1 << 20
+"""Stored entries per chunk when a sparse input's statistics are computed. Small enough that the
+float64 temporaries (8 MiB each) are reused from the allocator's heap: at 2^24 every temporary
+was a fresh mapping whose first touch page-faults, and the statistics of 15,000 x 24,576 codes
+took 2.2 s instead of 0.56 s."""
 
 @dataclass(eq=False)
 class AlignmentResult:
