@@ -17,11 +17,20 @@ Columns (one row per world, then the mean of dev worlds and of test worlds, neve
   one of the expected parents.
 - ``novel acc`` / ``P`` / ``R`` / ``F1``: ours = alignment class ``novel``, against novel truth.
   ``F1 orc@t``: the baseline "best correlation < t is novel" at the oracle-best t for that world;
+  ``F1 devt``: the same baseline at the one t chosen on the dev worlds (the t that maximises
+  their mean F1; printed under the table), as our rules were chosen: the fair single-threshold
+  baseline on the test worlds (needs the dev worlds in the same run: ``--split all``);
   ``F1 @.2``: the same baseline at the fixed t = 0.2.
 - ``split dec P/R``: pairs (f, u) for u a decomposition member of f
   (``FeatureMatcher(full, ultra).find_decomposition(f)`` for every Full latent the alignment
-  calls ``split_parent``), against the expected split pairs; ``split asg P/R``: pairs
-  (parent[u], u) for every Ultra latent the alignment calls ``split_child``.
+  calls ``split_parent``), against the expected split pairs, over members u that are scored
+  (track a true feature; an untracked one has no expected parent to be right or wrong about);
+  recall over the expected children, each found when it is a member of any one of its
+  expected parents (the parent score accepts any of them; a one-parent verdict can list a child
+  under one). ``P all``: the precision over every member, untracked ones counted wrong;
+  ``R pair``: the recall over every expected (parent, child) pair, each acceptable parent
+  counted apart. ``split asg P/R``: the same for pairs (parent[u], u) of every scored Ultra
+  latent assigned to a split parent.
 - ``eq F1 asg`` / ``eq F1 rel``: equivalent pairs, ours = (parent[u], u) for Ultra latents of
   class ``equivalent`` / (top match, u) where ``FeatureMatcher(ultra, full)`` labels the top
   match of u ``equivalent``; truth = a Full latent with exactly one expected child that tracks
@@ -29,6 +38,10 @@ Columns (one row per world, then the mean of dev worlds and of test worlds, neve
 - ``eqS asg`` / ``eqS rel``: the same two predictions against the issue's definition of
   equivalent: every same-feature pair (both latents track one true feature) among scored Ultra
   latents.
+- ``eqU``: per wide latent, as the issue counts it: of the scored Ultra latents that track the
+  same true feature as some Full latent, those of class ``equivalent`` whose parent is such a
+  Full latent (recall), against every ``equivalent`` one (precision); F1 of the two. Unlike
+  ``eqS``, a latent whose feature two Full latents track counts once.
 - ``dir ok``: over decomposition member pairs (f, u), the share where the matcher's relation of
   u (source) to f (target) is not ``source_split_by_target`` (that label says f is the finer
   one, the opposite of u being a member of f).
@@ -53,8 +66,11 @@ from benchmarks.worlds.scoring import (  # noqa: E402
     aggregate,
     best_threshold,
     binary_scores,
+    child_recall,
+    f1_of,
     membership_accuracy,
     pair_scores,
+    shared_threshold,
     threshold_predictions,
 )
 
@@ -74,15 +90,19 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("novel_f1", "nov F1", ".3f"),
     ("novel_oracle_f1", "F1 orc", ".3f"),
     ("novel_oracle_threshold", "t orc", ".2f"),
+    ("novel_devcut_f1", "F1 devt", ".3f"),
     ("novel_fixed_f1", "F1 @.2", ".3f"),
     ("split_dec_precision", "splDec P", ".3f"),
     ("split_dec_recall", "splDec R", ".3f"),
+    ("split_dec_precision_all", "P all", ".3f"),
+    ("split_dec_pair_recall", "R pair", ".3f"),
     ("split_asg_precision", "splAsg P", ".3f"),
     ("split_asg_recall", "splAsg R", ".3f"),
     ("equiv_asg_f1", "eq asg", ".3f"),
     ("equiv_rel_f1", "eq rel", ".3f"),
     ("equiv_same_asg_f1", "eqS asg", ".3f"),
     ("equiv_same_rel_f1", "eqS rel", ".3f"),
+    ("equiv_latent_f1", "eqU", ".3f"),
     ("direction_ok", "dir ok", ".3f"),
 )
 MEAN_KEYS = [key for key, _, fmt in COLUMNS if fmt != "d"]
@@ -161,6 +181,8 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
         novel_recall=ours.recall,
         novel_f1=ours.f1,
     )
+    # Kept for the dev-chosen cut (main), which needs every dev world first; not written out.
+    row["_novel_inputs"] = (top_score[scored], truth_novel)
     fixed = binary_scores(threshold_predictions(top_score[scored], FIXED_THRESHOLD), truth_novel)
     row.update(novel_fixed_f1=fixed.f1, novel_fixed_accuracy=fixed.accuracy)
     row.update(novel_oracle_threshold=None, novel_oracle_f1=None, novel_oracle_accuracy=None)
@@ -180,19 +202,27 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
         d = full_to_ultra.find_decomposition(int(f))
         dec_pairs.extend((int(f), m.feature) for m in d.members)
     truth_split = [tuple(p) for p in gt["split_pairs"]]
-    dec = pair_scores(dec_pairs, truth_split)
+    # Scored like parents and novels: over members whose Ultra latent tracks a true feature. An
+    # untracked member has no expected parent, so the truth cannot say whether it belongs; the
+    # figure over every member is kept beside it (``*_all``), with the untracked count.
+    tracked = set(scored.tolist())
+    dec_all = pair_scores(dec_pairs, truth_split)
+    dec = pair_scores([p for p in dec_pairs if p[1] in tracked], truth_split)
     # Every Ultra latent assigned to a split parent, whatever its own class (an equivalent child
     # of a split parent is still one of its parts).
     split_parent_set = set(split_parents.tolist())
     asg_pairs = [(int(parent[u]), int(u)) for u in np.flatnonzero(parent >= 0) if int(parent[u]) in split_parent_set]
-    asg = pair_scores(asg_pairs, truth_split)
+    asg = pair_scores([p for p in asg_pairs if p[1] in tracked], truth_split)
     row.update(
         split_dec_precision=dec.precision,
-        split_dec_recall=dec.recall,
+        split_dec_recall=child_recall(dec_pairs, truth_split),
+        split_dec_precision_all=dec_all.precision,
+        split_dec_pair_recall=dec_all.recall,
         split_asg_precision=asg.precision,
-        split_asg_recall=asg.recall,
+        split_asg_recall=child_recall(asg_pairs, truth_split),
         n_split_pairs_true=dec.n_true,
         n_split_pairs_dec=dec.n_predicted,
+        n_split_pairs_dec_untracked=sum(category[u] == "untracked" for _, u in dec_pairs),
         n_split_pairs_asg=asg.n_predicted,
     )
 
@@ -223,12 +253,20 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
         [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "equivalent")], truth_same
     )
     eq_same_rel = pair_scores(eq_rel_pairs, truth_same)
+    # The issue's wording, per wide latent: of the Ultra latents that track the same true
+    # feature as some Full latent, which are labelled equivalent (to one such Full latent).
+    eq_pred = [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "equivalent") if int(u) in scored_set]
+    eq_latent_p = pair_scores(eq_pred, truth_same).precision
+    eq_latent_r = child_recall(eq_pred, truth_same)
     labels = [str(relation_of[u][f]) for f, u in dec_pairs]
     row.update(
         equiv_asg_f1=eq_asg.f1,
         equiv_rel_f1=eq_rel.f1,
         equiv_same_asg_f1=eq_same_asg.f1,
         equiv_same_rel_f1=eq_same_rel.f1,
+        equiv_latent_precision=eq_latent_p,
+        equiv_latent_recall=eq_latent_r,
+        equiv_latent_f1=f1_of(eq_latent_p, eq_latent_r),
         n_equiv_same_true=eq_same_asg.n_true,
         n_equiv_true=eq_asg.n_true,
         n_equiv_asg=eq_asg.n_predicted,
@@ -239,6 +277,20 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
         member_relations={lab: labels.count(lab) for lab in sorted(set(labels))},
     )
     return row
+
+
+def apply_dev_threshold(rows: list[dict[str, Any]]) -> float | None:
+    """Choose the single-threshold baseline's cut on the dev rows (:func:`shared_threshold`),
+    set every row's ``novel_devcut_f1`` / ``novel_devcut_accuracy`` at it, and drop the inputs
+    kept for this; returns the cut, None when no dev row has scored latents (the rows then get
+    None)."""
+    dev = [r["_novel_inputs"] for r in rows if r["split"] == "dev" and len(r["_novel_inputs"][0])]
+    cut = shared_threshold(dev)[0] if dev else None
+    for r in rows:
+        best_r, truth = r.pop("_novel_inputs")
+        s = binary_scores(threshold_predictions(best_r, cut), truth) if cut is not None and len(best_r) else None
+        r.update(novel_devcut_f1=s.f1 if s else None, novel_devcut_accuracy=s.accuracy if s else None)
+    return cut
 
 
 def _fmt(value: Any, fmt: str) -> str:
@@ -306,12 +358,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"scoring {world_dir.name} [{split}] ...", file=sys.stderr, flush=True)
         rows.append(score_world(world_dir, reuse_alignment=args.reuse_alignment))
+    dev_cut = apply_dev_threshold(rows)
     means = {
         split: {**aggregate(group, MEAN_KEYS), "n_worlds": len(group)}
         for split in ("dev", "test")
         if (group := [r for r in rows if r["split"] == split])
     }
     print_table(rows, means)
+    print(
+        f"F1 devt: best correlation < {dev_cut:.3f} is novel (chosen on the dev worlds)"
+        if dev_cut is not None
+        else "F1 devt: n/a (the dev-chosen cut needs the dev worlds in this run: --split all)"
+    )
     out = args.out or args.worlds_dir / "eval_results.json"
     out.write_text(
         json.dumps(
@@ -319,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 "schema_version": 1,
                 "package": _git_head(Path(__file__).resolve().parents[1]),
                 "fixed_threshold": FIXED_THRESHOLD,
+                "dev_threshold": dev_cut,
                 "rows": rows,
                 "means": means,
                 "columns": {k: h for k, h, _ in COLUMNS},

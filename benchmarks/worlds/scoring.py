@@ -19,8 +19,11 @@ __all__ = [
     "aggregate",
     "best_threshold",
     "binary_scores",
+    "child_recall",
+    "f1_of",
     "membership_accuracy",
     "pair_scores",
+    "shared_threshold",
     "threshold_predictions",
 ]
 
@@ -31,7 +34,8 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def _f1(precision: float | None, recall: float | None) -> float | None:
+def f1_of(precision: float | None, recall: float | None) -> float | None:
+    """Harmonic mean of a precision and a recall (None where undefined)."""
     # Either side 0 means nothing right: F1 is 0 even when the other side is undefined
     # (e.g. true pairs exist and none were predicted); otherwise both must be defined.
     if precision == 0 or recall == 0:
@@ -85,7 +89,7 @@ def binary_scores(
         accuracy=_ratio(tp + tn, p.size),
         precision=precision,
         recall=recall,
-        f1=_f1(precision, recall),
+        f1=f1_of(precision, recall),
     )
 
 
@@ -118,8 +122,23 @@ def pair_scores(predicted: Iterable[Pair], truth: Iterable[Pair]) -> PairScores:
         n_correct=correct,
         precision=precision,
         recall=recall,
-        f1=_f1(precision, recall),
+        f1=f1_of(precision, recall),
     )
+
+
+def child_recall(predicted: Iterable[Pair], truth: Iterable[Pair]) -> float | None:
+    """Share of the truth's children (the ultra ids of ``truth``) that some predicted pair
+    places under one of their true parents: a child with several acceptable parents counts once,
+    and is found when any one of them is predicted, as the parent score accepts any of them.
+    None when the truth is empty."""
+    pred = {(int(a), int(b)) for a, b in predicted}
+    parents: dict[int, set[int]] = {}
+    for a, b in truth:
+        parents.setdefault(int(b), set()).add(int(a))
+    if not parents:
+        return None
+    found = sum(any((f, u) in pred for f in fs) for u, fs in parents.items())
+    return found / len(parents)
 
 
 def membership_accuracy(
@@ -175,6 +194,42 @@ def best_threshold(best_r: np.ndarray, novel: np.ndarray) -> tuple[float, Binary
     if best is None:
         raise ValueError("best_threshold needs at least one item")
     return best
+
+
+def shared_threshold(
+    worlds: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[float, list[BinaryScores]]:
+    """The one cut on the best correlation that maximises the *mean* ``novel`` F1 over several
+    worlds (ties: mean accuracy, then the lower cut): the single-threshold baseline chosen on dev
+    worlds, as our rules are, then applied unchanged to every other world.
+
+    Parameters
+    ----------
+    worlds : one ``(best_r, novel)`` pair per world, as :func:`best_threshold` takes them
+
+    Returns
+    -------
+    threshold, the scores of each world at that threshold (in the order given)
+    """
+    if not worlds:
+        raise ValueError("shared_threshold needs at least one world")
+    values = [np.asarray(r, dtype=np.float64) for r, _ in worlds]
+    finite = np.unique(np.concatenate([r[np.isfinite(r)] for r in values]))
+    cuts = [-np.inf] if finite.size == 0 else [finite[0]]
+    cuts += [(a + b) / 2 for a, b in zip(finite[:-1], finite[1:], strict=True)] + (
+        [finite[-1] + 1e-9] if finite.size else []
+    )
+    def scored(cut: float) -> tuple[tuple[float, float], float, list[BinaryScores]]:
+        scores = [binary_scores(threshold_predictions(r, cut), y) for r, (_, y) in zip(values, worlds, strict=True)]
+        key = (
+            float(np.mean([s.f1 if s.f1 is not None else 0.0 for s in scores])),
+            float(np.mean([s.accuracy or 0.0 for s in scores])),
+        )
+        return key, float(cut), scores
+
+    # max keeps the first of equal keys: the lowest such cut.
+    _, cut, scores = max((scored(c) for c in cuts), key=lambda item: item[0])
+    return cut, scores
 
 
 def aggregate(

@@ -11,8 +11,10 @@ from benchmarks.worlds.scoring import (
     aggregate,
     best_threshold,
     binary_scores,
+    child_recall,
     membership_accuracy,
     pair_scores,
+    shared_threshold,
     threshold_predictions,
 )
 
@@ -99,3 +101,47 @@ def test_aggregate_skips_none():
     out = aggregate(rows, ["a", "b"])
     assert out["a"] == 2.0 and out["b"] is None
     assert math.isclose(aggregate([{"a": 0.5}], ["a"])["a"], 0.5)
+
+
+def test_shared_threshold_picks_the_lowest_cut_that_suits_every_world():
+    # Union of values 0.1, 0.3, 0.5, 0.6: candidate cuts 0.1, 0.2, 0.4, 0.55, 0.6 + 1e-9.
+    # Only 0.4 calls both worlds' novel latent novel and neither matched one.
+    worlds = [(np.array([0.1, 0.5]), np.array([True, False])), (np.array([0.3, 0.6]), np.array([True, False]))]
+    cut, scores = shared_threshold(worlds)
+    assert cut == pytest.approx(0.4)
+    assert [s.f1 for s in scores] == [1.0, 1.0]
+
+
+def test_shared_threshold_maximises_the_mean_not_each_world():
+    # Three noisy worlds, each with its own best cut: the shared one beats every cut on a fine
+    # grid for the mean F1.
+    rng = np.random.default_rng(0)
+    worlds = []
+    for _ in range(3):
+        r = rng.uniform(0, 1, 40)
+        worlds.append((r, r + rng.normal(0, 0.15, 40) < 0.4))
+    cut, scores = shared_threshold(worlds)
+    mean = np.mean([s.f1 for s in scores])
+    # Brute force over a fine grid: no cut does better than the chosen one.
+    for t in np.linspace(-0.1, 1.1, 1201):
+        grid = np.mean([binary_scores(threshold_predictions(r, t), y).f1 or 0.0 for r, y in worlds])
+        assert grid <= mean + 1e-12
+    # The scores returned are each world's at that cut.
+    assert scores == [binary_scores(threshold_predictions(r, cut), y) for r, y in worlds]
+
+
+def test_shared_threshold_refuses_no_worlds():
+    with pytest.raises(ValueError, match="at least one world"):
+        shared_threshold([])
+
+
+def test_child_recall_credits_any_acceptable_parent_once():
+    # Child 10 has two acceptable parents (1, 2); child 11 one (1); child 12 one (3).
+    truth = [(1, 10), (2, 10), (1, 11), (3, 12)]
+    assert child_recall([(2, 10), (1, 11)], truth) == pytest.approx(2 / 3)
+    # Both parents of 10 predicted: still one child found, not two.
+    assert child_recall([(1, 10), (2, 10)], truth) == pytest.approx(1 / 3)
+    # A pair under a wrong parent finds nothing; the pair recall would agree.
+    assert child_recall([(3, 10)], truth) == 0.0
+    assert pair_scores([(2, 10), (1, 11)], truth).recall == pytest.approx(2 / 4)
+    assert child_recall([(1, 10)], []) is None
