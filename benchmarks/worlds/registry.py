@@ -280,6 +280,45 @@ WORLDS: tuple[WorldSpec, ...] = (
         depth=1,
         notes="ReLU + L1, 16x, ~9 % each.",
     ),
+    # Added on 2026-12-02, after every rule had been chosen, as more test worlds: combinations no
+    # other world has (BatchTopK at 16x, ReLU at same k with three levels, TopK 8x at 9 %) and
+    # new seeds. Nothing was chosen on them. The ReLU world keeps the same-k dev world's
+    # coefficients (l1 1.3 / 1.5; L0 reached 4.8 / 16.0): builds aimed at L0 10 on both (0.62 /
+    # 2.4, then 0.62 / 1.9) left 5 and 16 novel latents, under the world-size rule's 26 (counts
+    # only: at L0 9.6 every Full latent tracked a feature, so few Ultra latents lacked a Full
+    # ancestor).
+    WorldSpec(
+        name="test_btopk_16x_samek_d1",
+        split="test",
+        seed=303,
+        full=_topk(128, 10, batch=True),
+        ultra=_topk(2048, 10, batch=True),
+        regime="same_k",
+        depth=1,
+        notes="BatchTopK (saved as JumpReLU), 16x, same k.",
+    ),
+    WorldSpec(
+        name="test_std_8x_samek_d2",
+        split="test",
+        seed=301,
+        full=_standard(128, 1.3, 10),
+        ultra=_standard(1024, 1.5, 10),
+        regime="same_k",
+        depth=2,
+        n_roots=48,
+        branching=(2, 4),
+        notes="ReLU + L1, 8x, both near the true L0, three levels.",
+    ),
+    WorldSpec(
+        name="test_topk_8x_frac_d1",
+        split="test",
+        seed=302,
+        full=_topk(256, 23),
+        ultra=_topk(2048, 184),
+        regime="same_fraction",
+        depth=1,
+        notes="TopK, 8x, 9 % each (ultra k 184: d_in 512 by the rule).",
+    ),
 )
 
 

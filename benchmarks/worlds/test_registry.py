@@ -42,6 +42,17 @@ def test_splits_are_fixed():
         "test_btopk_8x_samek_d2",
         "test_topk_4x_frac_d1",
         "test_std_16x_frac_d1",
+        "test_btopk_16x_samek_d1",
+        "test_std_8x_samek_d2",
+        "test_topk_8x_frac_d1",
+    ]
+    # Dev worlds are the ones the rules were chosen on; none may be added or moved.
+    assert [w.name for w in worlds_in_split("dev")] == [
+        "dev_topk_8x_samek_d1",
+        "dev_btopk_4x_frac_d1",
+        "dev_std_8x_frac_d2",
+        "dev_topk_16x_frac_d2",
+        "dev_std_4x_samek_d1",
     ]
     with pytest.raises(ValueError, match="split must be one of"):
         worlds_in_split("train")  # type: ignore[arg-type]
