@@ -8,7 +8,7 @@ vectorized arithmetic over all targets. See :mod:`splatnlp.mechinterp.analysis.m
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,33 @@ class _Scores:
 
     def __init__(self, **arrays: Any):
         self.__dict__.update(arrays)
+
+
+class _PValues:
+    """One source's per-target p-values, computed where they are read: a report reads the few of
+    its matches, and the whole array over 24,576 targets (``full``) cost 0.5 ms a query.
+    ``p[i]`` takes an id or an array of ids."""
+
+    def __init__(self, at: Callable[[np.ndarray], np.ndarray], n_targets: int):
+        self._at = at
+        self._n = n_targets
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self._at(np.asarray(index))
+
+    def full(self) -> np.ndarray:
+        return self._at(np.arange(self._n))
+
+
+def _analytic_p(corr: np.ndarray, n_examples: int, n_targets: int) -> np.ndarray:
+    """Family-wise p-value of each correlation under the analytic permutation null (see
+    ``FeatureMatcher._null``), elementwise: NaN stays NaN."""
+    # Under a random shuffle of the examples, r has mean 0 and variance 1/(n-1) exactly; tails
+    # by the normal approximation, and family-wise over all candidates by Sidak.
+    with np.errstate(invalid="ignore"):
+        z = np.asarray(corr, dtype=np.float64) * np.sqrt(max(n_examples - 1, 1))
+        p_single = scipy.special.ndtr(-z)
+        return -np.expm1(n_targets * np.log1p(-np.minimum(p_single, 1 - 1e-16)))
 
 
 def _top_order(key: np.ndarray, k: int) -> np.ndarray:
@@ -299,7 +326,7 @@ class FeatureMatcher:
         p_ts = M.containment(coactive, count_s)
         p_st = M.containment(coactive, tgt.count)
         cj = M.coactivation_jaccard(coactive, count_s, tgt.count)
-        tok, _ = M.set_jaccard(src.top_tokens_of(feature), tgt.token_sets)
+        tok, _ = M.set_jaccard(src.top_tokens_of(feature), tgt.token_sets, by_token=tgt.token_sets_by_token)
         if dec is None:
             dec = M.cosine_rows(src.decoder[feature], tgt.decoder)
 
@@ -360,13 +387,6 @@ class FeatureMatcher:
             equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
         )
 
-        # Analytic permutation null for Pearson: under a random shuffle of the examples, r has
-        # mean 0 and variance 1/(n-1) exactly; tails by the normal approximation, and
-        # family-wise over all candidates by Sidak.
-        with np.errstate(invalid="ignore"):
-            z = corr * np.sqrt(max(n - 1, 1))
-            p_single = scipy.special.ndtr(-z)
-            p_fw = -np.expm1(n_t * np.log1p(-np.minimum(p_single, 1 - 1e-16)))
         return _Scores(
             metric=metric,
             combined=combined,
@@ -374,7 +394,6 @@ class FeatureMatcher:
             related=related,
             parent_pair=parent_pair,
             dot=dot,
-            p_value=p_fw,
             count_s=count_s,
             rows=rows,
             values=values,
@@ -598,7 +617,7 @@ class FeatureMatcher:
         )
         return self._children[small_feature]
 
-    def _null(self, feature: int, scores: _Scores) -> tuple[NullModel, np.ndarray]:
+    def _null(self, feature: int, scores: _Scores) -> tuple[NullModel, _PValues]:
         """The null model and per-target p-values (family-wise over all candidates)."""
         opt = self.options
         n_t = self.target_ctx.n_features
@@ -616,7 +635,7 @@ class FeatureMatcher:
                     n_candidates=n_t,
                     expected_max_correlation=expected,
                 ),
-                scores.p_value,
+                _PValues(lambda at: _analytic_p(scores.metric["activation_correlation"][0][at], n, n_t), n_t),
             )
         rng = np.random.default_rng(opt.seed)
         src = self._source
@@ -628,10 +647,14 @@ class FeatureMatcher:
             r[np.isnan(scores.metric["activation_correlation"][0])] = np.nan
             null_max.append(float(np.nanmax(r)) if np.isfinite(r).any() else float("nan"))
         null_arr = np.array(null_max)
-        corr = scores.metric["activation_correlation"][0]
-        with np.errstate(invalid="ignore"):
-            exceed = (null_arr[None, :] >= corr[:, None]).sum(1)
-        p = np.where(np.isnan(corr), np.nan, (1 + exceed) / (1 + opt.n_permutations))
+        corr_all = scores.metric["activation_correlation"][0]
+
+        def p_at(at: np.ndarray) -> np.ndarray:
+            corr = corr_all[at]
+            with np.errstate(invalid="ignore"):
+                exceed = (null_arr >= corr[..., None]).sum(-1)
+            return np.where(np.isnan(corr), np.nan, (1 + exceed) / (1 + opt.n_permutations))
+
         return (
             NullModel(
                 method="permutation_empirical",
@@ -645,10 +668,11 @@ class FeatureMatcher:
                 null_max_correlation=[round(x, 6) if np.isfinite(x) else None for x in null_max],
                 expected_max_correlation=float(np.nanmean(null_arr)) if np.isfinite(null_arr).any() else None,
             ),
-            p,
+            _PValues(p_at, n_t),
         )
 
-    def _match(self, feature: int, target: int, rank: int, scores: _Scores, p_value: np.ndarray) -> FeatureMatch:
+    def _match(self, feature: int, target: int, rank: int, scores: _Scores, p_value: float) -> FeatureMatch:
+        """One target's match; ``p_value`` is its entry of :meth:`_null`'s p-values."""
         values: dict[str, float | None] = {}
         undefined: dict[str, str] = {}
         for name, (arr, reason) in scores.metric.items():
@@ -659,7 +683,7 @@ class FeatureMatcher:
         if combined is None:
             parts = [n for n in self.options.weights if values[n] is None]
             undefined["combined_score"] = f"undefined because {', '.join(parts)} is undefined"
-        p = _opt(p_value[target])
+        p = _opt(p_value)
         if p is None:
             undefined["p_value"] = "no correlation to test"
         shared = self._shared_tokens(feature, target)
@@ -895,7 +919,8 @@ class FeatureMatcher:
             tested = n_t
             selection = f"all {n_t} {self.target_ctx.model_type} features"
         top = _top_order(key, min(n_top_matches, tested))
-        matches = [self._match(feature, int(t), i + 1, scores, p_value) for i, t in enumerate(top)]
+        p_top = p_value[top]  # one vectorized call, not one per match
+        matches = [self._match(feature, int(t), i + 1, scores, p_top[i]) for i, t in enumerate(top)]
 
         corr = scores.metric["activation_correlation"][0]
         warnings: list[str] = []
@@ -971,7 +996,7 @@ class FeatureMatcher:
         scores = self._score_all(feature)
         _, p_value = self._null(feature, scores)
         out = {name: arr for name, (arr, _) in scores.metric.items()}
-        out.update(combined_score=scores.combined, relation=scores.relation, p_value=p_value)
+        out.update(combined_score=scores.combined, relation=scores.relation, p_value=p_value.full())
         return out
 
     def find_matches_many(self, features: Iterable[Any], **kwargs: Any) -> list[MatchReport | FeatureError]:
@@ -1102,7 +1127,7 @@ class FeatureMatcher:
         a :class:`FeatureError` in its place (its ``feature`` is the pair) and the rest are
         answered. A source's scores are computed once for a run of pairs that share it."""
         out: list[FeatureComparison | FeatureError] = []
-        last: tuple[int, _Scores, np.ndarray] | None = None
+        last: tuple[int, _Scores, _PValues] | None = None
         for pair in pairs:
             try:
                 if not isinstance(pair, (tuple, list)) or len(pair) != 2:
@@ -1117,8 +1142,8 @@ class FeatureMatcher:
                 out.append(FeatureError(feature=list(pair) if isinstance(pair, tuple) else pair, error=str(err), error_type=type(err).__name__))
         return out
 
-    def _compare(self, source: int, target: int, scores: _Scores, p_value: np.ndarray) -> FeatureComparison:
-        m = self._match(source, target, 1, scores, p_value)
+    def _compare(self, source: int, target: int, scores: _Scores, p_value: _PValues) -> FeatureComparison:
+        m = self._match(source, target, 1, scores, p_value[target])
         mine = self._source.tokens_of(source)
         theirs = self._target.tokens_of(target)
         # Overlap of the two active sets from the two CSC columns (sorted rows): no dense pass.

@@ -128,6 +128,11 @@ class FeatureArrays:
         return token_set_matrix(self.top_tokens, len(self.token_names))
 
     @cached_property
+    def token_sets_by_token(self):
+        """:attr:`token_sets` as CSC: each token's features (``set_jaccard(..., by_token=)``)."""
+        return self.token_sets.tocsc()
+
+    @cached_property
     def decoder(self) -> np.ndarray:
         """Unit decoder directions, shape (n_features, d_model), float32; NaN rows for zero ones."""
         return unit_rows(np.asarray(self.ctx.decoder_weights))

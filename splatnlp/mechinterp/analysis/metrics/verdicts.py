@@ -292,12 +292,9 @@ def pair_relations(
     Returns an object array of ``equivalent``, ``source_part_of_target``,
     ``source_split_by_target``, ``partial`` or ``unrelated``.
     """
+    corr = np.asarray(corr, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         related = corr >= related_correlation
-        same = is_equivalent(
-            corr, decoder_cosine, equivalent_decoder_cosine, equivalent_correlation,
-            coactive_lower=coactive_lower, equivalent_coactive_correlation=equivalent_coactive_correlation,
-        )
     # A parent pair is one whatever its correlation: the nesting rule can make a rare child's
     # parent below the correlation cut.
     parent = np.asarray(is_parent_pair, dtype=bool) & np.isfinite(corr)
@@ -306,7 +303,16 @@ def pair_relations(
     code = np.zeros(len(corr), dtype=np.int8)
     code[related] = 1
     code[parent] = 2 if source_is_larger else 3
-    code[parent & same] = 4
+    # Only a parent pair can be equivalent: test those few, not every target (0.4 ms a query).
+    at = np.flatnonzero(parent)
+    if len(at):
+        same = is_equivalent(
+            corr[at], np.asarray(decoder_cosine, dtype=np.float64)[at], equivalent_decoder_cosine,
+            equivalent_correlation,
+            coactive_lower=None if coactive_lower is None else np.asarray(coactive_lower, dtype=np.float64)[at],
+            equivalent_coactive_correlation=equivalent_coactive_correlation,
+        )
+        code[at[same]] = 4
     return _RELATION_LABELS[code]
 
 

@@ -3,6 +3,7 @@ brute force on small random sparse codes (dead, rare and constant columns includ
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -153,8 +154,8 @@ def test_set_jaccard_matches_python_sets() -> None:
         (np.ones(sum(lengths)), np.concatenate(sets), np.concatenate([[0], np.cumsum(lengths)])),
         shape=(len(sets), n_tokens),
     )
-    for source in (sets[0], sets[7], np.zeros(0, np.int64)):
-        jac, inter = M.set_jaccard(source, matrix)
+    for source, by_token in itertools.product((sets[0], sets[7], np.zeros(0, np.int64)), (None, matrix.tocsc())):
+        jac, inter = M.set_jaccard(source, matrix, by_token=by_token)
         assert inter.dtype == np.int64
         for t, other in enumerate(sets):
             a, b = set(source.tolist()), set(other.tolist())
@@ -165,6 +166,12 @@ def test_set_jaccard_matches_python_sets() -> None:
                 assert np.isnan(jac[t])
     jac, _ = M.set_jaccard(sets[0], matrix)
     assert jac[0] == 1.0
+    # The column path gives the same array, and a token listed twice counts once in both paths.
+    twice = np.concatenate([sets[7], sets[7][:1]])
+    for source in (sets[7], twice):
+        np.testing.assert_array_equal(
+            M.set_jaccard(source, matrix, by_token=matrix.tocsc())[1], M.set_jaccard(source, matrix)[1]
+        )
 
 
 def test_unit_rows_and_cosine_rows_match_float64() -> None:
