@@ -293,6 +293,37 @@ def apply_dev_threshold(rows: list[dict[str, Any]]) -> float | None:
     return cut
 
 
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    # (row key, what issue 10 asks on every test world, the bar)
+    ("parent_top_match", "top match = expected parent", 0.99),
+    ("novel_accuracy", "novel vs matched accuracy", 0.90),
+    ("novel_f1", "novel F1", 0.90),
+    ("split_dec_precision", "split members precision", 0.90),
+    ("split_dec_recall", "split children recall", 0.90),
+    ("equiv_latent_f1", "equivalent F1 (per latent)", 0.90),
+    ("direction_ok", "pair label agrees with decomposition", 1.00),
+)
+"""Issue 10's targets, checked world by world on the test worlds."""
+
+
+def target_report(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per target of :data:`TARGETS` (and the baseline comparison): on how many test
+    worlds it is met, and the worst world's value."""
+    test = [r for r in rows if r["split"] == "test"]
+    if not test:
+        return ["targets: no test world in this run"]
+    lines = [f"targets on the {len(test)} test worlds:"]
+    for key, what, bar in TARGETS:
+        values = [(r.get(key), r["world"]) for r in test]
+        met = sum(v is not None and v >= bar - 1e-12 for v, _ in values)
+        worst = min(values, key=lambda item: -1.0 if item[0] is None else item[0])
+        lines.append(f"  {what} >= {bar:g}: {met} of {len(test)} (lowest {_fmt(worst[0], '.3f')}, {worst[1]})")
+    for key, what in (("novel_devcut_f1", "dev-chosen threshold"), ("novel_oracle_f1", "best threshold per world")):
+        ahead = [r["world"] for r in test if r.get(key) is not None and r.get("novel_f1") is not None and r["novel_f1"] > r[key]]
+        lines.append(f"  novel F1 ahead of the {what}: {len(ahead)} of {len(test)}")
+    return lines
+
+
 def _fmt(value: Any, fmt: str) -> str:
     if value is None:
         return "n/a"
@@ -365,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         if (group := [r for r in rows if r["split"] == split])
     }
     print_table(rows, means)
+    print("\n".join(target_report(rows)))
     print(
         f"F1 devt: best correlation < {dev_cut:.3f} is novel (chosen on the dev worlds)"
         if dev_cut is not None
