@@ -161,6 +161,15 @@ def threshold_predictions(best_r: np.ndarray, threshold: float) -> np.ndarray:
     return ~(np.nan_to_num(r, nan=-np.inf) >= threshold)
 
 
+def _candidate_cuts(best_r: np.ndarray) -> list[float]:
+    """Every cut that splits the observed values differently: the lowest value, each midpoint
+    between neighbours, and just above the highest (-inf alone when none is finite)."""
+    finite = np.unique(best_r[np.isfinite(best_r)])
+    if finite.size == 0:
+        return [-np.inf]
+    return [finite[0], *((finite[:-1] + finite[1:]) / 2), finite[-1] + 1e-9]
+
+
 def best_threshold(best_r: np.ndarray, novel: np.ndarray) -> tuple[float, BinaryScores]:
     """The oracle threshold: the cut on the best correlation that maximises ``novel`` F1 (ties:
     accuracy, then the lower cut), over every cut between observed values.
@@ -177,13 +186,8 @@ def best_threshold(best_r: np.ndarray, novel: np.ndarray) -> tuple[float, Binary
     r = np.asarray(best_r, dtype=np.float64)
     if r.size == 0:
         raise ValueError("best_threshold needs at least one item")
-    finite = np.unique(r[np.isfinite(r)])
-    cuts = [-np.inf] if finite.size == 0 else [finite[0]]
-    cuts += [(a + b) / 2 for a, b in zip(finite[:-1], finite[1:], strict=True)] + (
-        [finite[-1] + 1e-9] if finite.size else []
-    )
     best: tuple[float, BinaryScores] | None = None
-    for cut in cuts:
+    for cut in _candidate_cuts(r):
         s = binary_scores(threshold_predictions(r, cut), novel)
         key = (s.f1 if s.f1 is not None else -1.0, s.accuracy or 0.0)
         if best is None or key > (
@@ -214,11 +218,7 @@ def shared_threshold(
     if not worlds:
         raise ValueError("shared_threshold needs at least one world")
     values = [np.asarray(r, dtype=np.float64) for r, _ in worlds]
-    finite = np.unique(np.concatenate([r[np.isfinite(r)] for r in values]))
-    cuts = [-np.inf] if finite.size == 0 else [finite[0]]
-    cuts += [(a + b) / 2 for a, b in zip(finite[:-1], finite[1:], strict=True)] + (
-        [finite[-1] + 1e-9] if finite.size else []
-    )
+    cuts = _candidate_cuts(np.concatenate(values))
     def scored(cut: float) -> tuple[tuple[float, float], float, list[BinaryScores]]:
         scores = [binary_scores(threshold_predictions(r, cut), y) for r, (_, y) in zip(values, worlds, strict=True)]
         key = (
