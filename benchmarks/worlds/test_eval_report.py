@@ -37,10 +37,21 @@ def test_target_report_without_test_worlds():
 def test_apply_dev_threshold_scores_every_row_at_the_dev_cut():
     dev = {"world": "d", "split": "dev", "_novel_inputs": (np.array([0.1, 0.5]), np.array([True, False]))}
     test = {"world": "t", "split": "test", "_novel_inputs": (np.array([0.35, 0.6]), np.array([True, False]))}
-    cut = E.apply_dev_threshold([dev, test])
+    cut, source = E.apply_dev_threshold([dev, test])
     assert cut == pytest.approx(0.3)  # the first cut between the dev world's two values
+    assert source == "chosen on the 1 dev worlds of this run"
     assert dev["novel_devcut_f1"] == 1.0 and "_novel_inputs" not in dev
     assert test["novel_devcut_f1"] == 0.0  # 0.35 is above the dev cut: called matched
-    # No dev world: no cut, and every row says so with None.
-    lone = {"world": "t", "split": "test", "_novel_inputs": (np.array([0.35]), np.array([True]))}
-    assert E.apply_dev_threshold([lone]) is None and lone["novel_devcut_f1"] is None
+
+
+def test_apply_dev_threshold_without_dev_worlds_uses_the_recorded_or_given_cut():
+    def lone():
+        return {"world": "t", "split": "test", "_novel_inputs": (np.array([0.2, 0.35]), np.array([True, False]))}
+
+    row = lone()
+    cut, source = E.apply_dev_threshold([row])
+    assert cut == E.RECORDED_DEV_THRESHOLD and "none in this run" in source
+    assert row["novel_devcut_f1"] == 1.0  # 0.2 < 0.2653 <= 0.35
+    row = lone()
+    assert E.apply_dev_threshold([row], 0.4) == (0.4, "given with --dev-threshold")
+    assert row["novel_devcut_f1"] == pytest.approx(2 / 3)  # both called novel: P 1/2, R 1
