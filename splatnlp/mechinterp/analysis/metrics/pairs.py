@@ -150,7 +150,7 @@ def set_jaccard(
 
     Parameters
     ----------
-    source_set : int array, token ids of the source's set (distinct)
+    source_set : int array, token ids of the source's set (a token listed twice counts once)
     target_sets : binary sparse matrix of shape (F_t, n_tokens), one row per target's set
     by_token : the same matrix in CSC form (each token's targets), or None. With it the
         intersections count only the source's tokens' columns instead of a product over every
