@@ -8,7 +8,7 @@ vectorized arithmetic over all targets. See :mod:`splatnlp.mechinterp.analysis.m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from splatnlp.mechinterp.analysis.metrics import stitching as ST
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
 from splatnlp.mechinterp.analysis.metrics.results import none_reasons
+from splatnlp.mechinterp.analysis.metrics.tokens import token_set_matrix
 from splatnlp.mechinterp.context import MechInterpContext, load_context
 
 OTHER_MODEL = {"ultra": "full", "full": "ultra"}
@@ -67,11 +68,71 @@ def _feature_summary(arrays: FeatureArrays, feature: int) -> FeatureSummary:
     )
 
 
+_FULL_METRICS_BELOW = 4096
+"""With at most this many targets (Full's 2,048) a metric's whole array costs less than picking
+out a few: :meth:`_Metrics.at` computes it whole."""
+
+
+class _Metrics(Mapping):
+    """The pair metrics of one source against every target, name -> ``(values, reasons)``
+    (float64 and int8 arrays of shape (n_targets,): NaN and a reason code where undefined, 0
+    where defined), each computed in full when first read that way. ``at(name, ids)`` computes
+    only the given targets: a report reads a few of 24,576, and the full arrays of the cheap
+    metrics were ~0.5 ms of a warm query from the index. Both give the same numbers (the same
+    elementwise arithmetic)."""
+
+    def __init__(
+        self,
+        computed: dict[str, tuple[np.ndarray, np.ndarray]],
+        compute: dict[str, Callable[[Any], tuple[np.ndarray, np.ndarray]]],
+        order: Iterable[str],
+    ):
+        self._full = dict(computed)
+        self.n_targets = len(next(iter(computed.values()))[0])
+        self._compute = compute  # name -> f(slice(None) or int ids) -> (values, reasons)
+        self._names = list(order)
+        if set(self._names) != set(computed) | set(compute):
+            raise ValueError(f"metric order {self._names} does not list every metric exactly")
+
+    def __getitem__(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in self._full:
+            self._full[name] = self._compute[name](slice(None))
+        return self._full[name]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def at(self, name: str, ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, reasons)`` of the targets ``ids`` (an id or an int array of ids)."""
+        if name in self._full or self.n_targets <= _FULL_METRICS_BELOW:
+            values, reasons = self[name]
+            return values[ids], reasons[ids]
+        one = np.ndim(ids) == 0
+        values, reasons = self._compute[name](np.atleast_1d(np.asarray(ids, dtype=np.int64)))
+        return (values[0], reasons[0]) if one else (values, reasons)
+
+
 class _Scores:
-    """Every metric of one source against all targets, as arrays with NaN where undefined."""
+    """Every metric of one source against all targets (:class:`_Metrics`), the weights of the
+    combined score, and the arrays the verdict and the decomposition read."""
 
     def __init__(self, **arrays: Any):
         self.__dict__.update(arrays)
+
+    @cached_property
+    def combined(self) -> np.ndarray:
+        """float64 (n_targets,): the weighted sum of :attr:`metric`; NaN where a part is NaN."""
+        out = np.zeros(self.n_targets)
+        for name, w in self.weights.items():
+            out += w * self.metric[name][0]  # NaN propagates: undefined part -> undefined score
+        return out
+
+    def combined_at(self, ids: Any) -> np.ndarray:
+        """:attr:`combined` of the targets ``ids`` only."""
+        return sum(w * self.metric.at(name, ids)[0] for name, w in self.weights.items())
 
 
 class _PValues:
@@ -323,17 +384,13 @@ class FeatureMatcher:
                 rows, values, self.target_ctx.codes.csr, mass=True, compiled=self.options.compiled
             )
         corr = M.pearson(dot, n, src.mean[feature], src.std[feature], tgt.mean, tgt.std)
-        p_ts = M.containment(coactive, count_s)
-        p_st = M.containment(coactive, tgt.count)
-        cj = M.coactivation_jaccard(coactive, count_s, tgt.count)
-        tok, _ = M.set_jaccard(src.top_tokens_of(feature), tgt.token_sets, by_token=tgt.token_sets_by_token)
         if dec is None:
             dec = M.cosine_rows(src.decoder[feature], tgt.decoder)
 
         # Reasons, per metric, per target (0 = defined). Later checks win, so order matters.
         n_t = len(dot)
-        r_corr, r_pst = self._target_reasons
-        r_corr, r_pst = r_corr.copy(), r_pst.copy()
+        r_corr, r_pst_all = self._target_reasons
+        r_corr = r_corr.copy()
         if count_s == 0:
             r_corr[:] = M.SOURCE_DEAD
         elif count_s < opt.min_active:
@@ -341,30 +398,47 @@ class FeatureMatcher:
         elif src.std[feature] == 0:
             r_corr[:] = M.ZERO_VARIANCE
         corr[r_corr > 0] = np.nan
-        r_pts = np.zeros(n_t, dtype=np.int8)
-        r_pts[:] = M.SOURCE_DEAD if count_s == 0 else (M.SOURCE_RARE if count_s < opt.min_active else 0)
-        p_ts[r_pts > 0] = np.nan
-        p_st[r_pst > 0] = np.nan
-        r_cj = np.where(np.isnan(cj), M.SOURCE_DEAD if count_s == 0 else M.TARGET_DEAD, 0).astype(np.int8)
-        r_tok = np.where(np.isnan(tok), M.NO_TOKENS, 0).astype(np.int8)
-        if count_s == 0:
-            # An empty set vs a non-empty one has Jaccard 0, but a dead source has no top
-            # examples to take tokens from at all: that is undefined, not "no overlap".
-            tok[:] = np.nan
-            r_tok[:] = M.SOURCE_DEAD
         r_dec = np.where(np.isnan(dec), M.ZERO_DECODER, 0).astype(np.int8)
+        source_reason = M.SOURCE_DEAD if count_s == 0 else (M.SOURCE_RARE if count_s < opt.min_active else 0)
+        source_tokens = src.top_tokens_of(feature)
 
-        metric = {
-            "activation_correlation": (corr, r_corr),
-            "top_token_overlap": (tok, r_tok),
-            "decoder_cosine": (dec, r_dec),
-            "coactivation_jaccard": (cj, r_cj),
-            "p_target_given_source": (p_ts, r_pts),
-            "p_source_given_target": (p_st, r_pst),
-        }
-        combined = np.zeros(n_t)
-        for name, w in opt.weights.items():
-            combined += w * metric[name][0]  # NaN propagates: undefined part -> undefined score
+        # The rest per target when read (_Metrics): ``ix`` is slice(None) or an int array.
+        def p_ts(ix):
+            v = M.containment(coactive[ix], count_s)
+            r = np.full(len(v), source_reason, dtype=np.int8)
+            v[r > 0] = np.nan
+            return v, r
+
+        def p_st(ix):
+            v = M.containment(coactive[ix], tgt.count[ix])
+            r = r_pst_all[ix].copy()
+            v[r > 0] = np.nan
+            return v, r
+
+        def cj(ix):
+            v = M.coactivation_jaccard(coactive[ix], count_s, tgt.count[ix])
+            return v, np.where(np.isnan(v), M.SOURCE_DEAD if count_s == 0 else M.TARGET_DEAD, 0).astype(np.int8)
+
+        def tok(ix):
+            if isinstance(ix, slice):
+                v, _ = M.set_jaccard(source_tokens, tgt.token_sets, by_token=tgt.token_sets_by_token)
+            else:  # the few rows' sets as one small CSR (scipy's row indexing costs more)
+                v, _ = M.set_jaccard(source_tokens, token_set_matrix([tgt.top_tokens_of(int(t)) for t in ix], tgt.token_sets.shape[1]))
+            r = np.where(np.isnan(v), M.NO_TOKENS, 0).astype(np.int8)
+            if count_s == 0:
+                # An empty set vs a non-empty one has Jaccard 0, but a dead source has no top
+                # examples to take tokens from at all: that is undefined, not "no overlap".
+                v[:] = np.nan
+                r[:] = M.SOURCE_DEAD
+            return v, r
+
+        metric = _Metrics(
+            {"activation_correlation": (corr, r_corr), "decoder_cosine": (dec, r_dec)},
+            {"top_token_overlap": tok, "coactivation_jaccard": cj, "p_target_given_source": p_ts,
+             "p_source_given_target": p_st},
+            order=("activation_correlation", "top_token_overlap", "decoder_cosine",
+                   "coactivation_jaccard", "p_target_given_source", "p_source_given_target"),
+        )
 
         # Relations from the shared verdict rules: the parent pair by best correlation, equivalent
         # by decoder direction (analysis/metrics/verdicts.py; alignment uses the same function).
@@ -389,7 +463,8 @@ class FeatureMatcher:
 
         return _Scores(
             metric=metric,
-            combined=combined,
+            weights=dict(opt.weights),
+            n_targets=n_t,
             relation=relation,
             related=related,
             parent_pair=parent_pair,
@@ -671,15 +746,21 @@ class FeatureMatcher:
             _PValues(p_at, n_t),
         )
 
-    def _match(self, feature: int, target: int, rank: int, scores: _Scores, p_value: float) -> FeatureMatch:
-        """One target's match; ``p_value`` is its entry of :meth:`_null`'s p-values."""
+    def _match(
+        self, feature: int, target: int, rank: int, scores: _Scores, p_value: float,
+        row: dict[str, tuple[Any, Any]] | None = None,
+    ) -> FeatureMatch:
+        """One target's match; ``p_value`` is its entry of :meth:`_null`'s p-values, ``row`` its
+        ``(value, reason)`` per metric when already taken for several targets at once."""
         values: dict[str, float | None] = {}
         undefined: dict[str, str] = {}
-        for name, (arr, reason) in scores.metric.items():
-            values[name] = _opt(arr[target])
+        row = row if row is not None else {name: scores.metric.at(name, target) for name in scores.metric}
+        for name, (value, reason) in row.items():
+            values[name] = _opt(value)
             if values[name] is None:
-                undefined[name] = M.REASONS.get(int(reason[target]), "undefined")
-        combined = _opt(scores.combined[target])
+                undefined[name] = M.REASONS.get(int(reason), "undefined")
+        # The combined score as :attr:`_Scores.combined` sums it: from 0, in the weights' order.
+        combined = _opt(sum(w * row[name][0] for name, w in scores.weights.items()))
         if combined is None:
             parts = [n for n in self.options.weights if values[n] is None]
             undefined["combined_score"] = f"undefined because {', '.join(parts)} is undefined"
@@ -792,7 +873,7 @@ class FeatureMatcher:
             coactive_lower=co_lower, equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
         )[0] or None
         label = str(V.large_side_classes([True], [by is not None], [len(siblings)], [count])[0])
-        contained = scores.metric["p_target_given_source"][0][p]
+        contained = scores.metric.at("p_target_given_source", p)[0]
         lower = None
         if np.isfinite(contained):
             lower = float(V.containment_lower_bound(round(contained * count), count))
@@ -919,8 +1000,13 @@ class FeatureMatcher:
             tested = n_t
             selection = f"all {n_t} {self.target_ctx.model_type} features"
         top = _top_order(key, min(n_top_matches, tested))
-        p_top = p_value[top]  # one vectorized call, not one per match
-        matches = [self._match(feature, int(t), i + 1, scores, p_top[i]) for i, t in enumerate(top)]
+        # Every per-target number of the matches in one vectorized call each, not one per match.
+        p_top = p_value[top]
+        at_top = {name: scores.metric.at(name, top) for name in scores.metric}
+        matches = [
+            self._match(feature, int(t), i + 1, scores, p_top[i], {k: (v[i], r[i]) for k, (v, r) in at_top.items()})
+            for i, t in enumerate(top)
+        ]
 
         corr = scores.metric["activation_correlation"][0]
         warnings: list[str] = []
@@ -1072,16 +1158,16 @@ class FeatureMatcher:
             coverage = n_covered / len(scores.rows)
         else:
             coverage = float(covered[scores.rows].mean())
-        p_ts = scores.metric["p_target_given_source"][0]
-        p_st = scores.metric["p_source_given_target"][0]
+        p_ts = scores.metric.at("p_target_given_source", eligible)[0]
+        p_st = scores.metric.at("p_source_given_target", eligible)[0]
         order = np.lexsort((-corr[eligible], -weights))
         members = [
             DecompositionMember(
                 feature=int(eligible[i]),
                 weight=float(weights[i]),
                 activation_correlation=_opt(corr[eligible[i]]),
-                p_target_given_source=_opt(p_ts[eligible[i]]),
-                p_source_given_target=_opt(p_st[eligible[i]]),
+                p_target_given_source=_opt(p_ts[i]),
+                p_source_given_target=_opt(p_st[i]),
                 shared_top_tokens=self._shared_tokens(feature, int(eligible[i])),
             )
             for i in order

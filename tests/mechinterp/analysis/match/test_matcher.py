@@ -1031,3 +1031,25 @@ def test_top_order_is_the_full_sorts_prefix() -> None:
         full = np.lexsort((np.arange(200), -np.nan_to_num(key, nan=-np.inf)))
         for k in (1, 3, 17, 199, 200):
             np.testing.assert_array_equal(_top_order(key, k), full[:k], err_msg=f"trial {trial}, k {k}")
+
+
+@pytest.mark.parametrize("feature", (SRC_DEAD, SRC_RARE, SRC_PLAIN, SRC_SUM))
+def test_metrics_of_a_few_targets_equal_the_full_arrays(pair, matchers, feature, monkeypatch) -> None:
+    """The per-target path of the scores (taken where a report reads a few of many targets)
+    gives the numbers and reasons of the whole arrays, bit for bit, and so the same reports."""
+    import splatnlp.mechinterp.analysis.match.matcher as matcher_module
+
+    matcher = matchers["enrichment"]
+    ids = np.array([0, 3, N_TARGET - 1, 3, 7])
+    full = matcher._score_all(feature).metric
+    monkeypatch.setattr(matcher_module, "_FULL_METRICS_BELOW", 0)
+    few = matcher._score_all(feature).metric
+    for name in full:
+        values, reasons = few.at(name, ids)
+        np.testing.assert_array_equal(values, full[name][0][ids])
+        np.testing.assert_array_equal(reasons, full[name][1][ids])
+        one_value, one_reason = few.at(name, 7)
+        assert np.array_equal(one_value, full[name][0][7], equal_nan=True) and one_reason == full[name][1][7]
+    report = matcher.find_matches(feature, n_top_matches=N_TARGET).model_dump(exclude={"elapsed_ms"})
+    monkeypatch.setattr(matcher_module, "_FULL_METRICS_BELOW", 10**9)
+    assert matcher.find_matches(feature, n_top_matches=N_TARGET).model_dump(exclude={"elapsed_ms"}) == report
