@@ -130,10 +130,6 @@ class _Scores:
             out += w * self.metric[name][0]  # NaN propagates: undefined part -> undefined score
         return out
 
-    def combined_at(self, ids: Any) -> np.ndarray:
-        """:attr:`combined` of the targets ``ids`` only."""
-        return sum(w * self.metric.at(name, ids)[0] for name, w in self.weights.items())
-
 
 class _PValues:
     """One source's per-target p-values, computed where they are read: a report reads the few of
@@ -759,7 +755,8 @@ class FeatureMatcher:
             values[name] = _opt(value)
             if values[name] is None:
                 undefined[name] = M.REASONS.get(int(reason), "undefined")
-        # The combined score as :attr:`_Scores.combined` sums it: from 0, in the weights' order.
+        # The combined score as _Scores.combined sums it (from 0, in the weights' order), so
+        # one target's value is the whole array's entry bit for bit.
         combined = _opt(sum(w * row[name][0] for name, w in scores.weights.items()))
         if combined is None:
             parts = [n for n in self.options.weights if values[n] is None]
