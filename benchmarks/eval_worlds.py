@@ -206,14 +206,14 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
     # Scored like parents and novels: over members whose Ultra latent tracks a true feature. An
     # untracked member has no expected parent, so the truth cannot say whether it belongs; the
     # figure over every member is kept beside it (``*_all``), with the untracked count.
-    tracked = set(scored.tolist())
+    scored_set = set(scored.tolist())
     dec_all = pair_scores(dec_pairs, truth_split)
-    dec = pair_scores([p for p in dec_pairs if p[1] in tracked], truth_split)
+    dec = pair_scores([p for p in dec_pairs if p[1] in scored_set], truth_split)
     # Every Ultra latent assigned to a split parent, whatever its own class (an equivalent child
     # of a split parent is still one of its parts).
     split_parent_set = set(split_parents.tolist())
     asg_pairs = [(int(parent[u]), int(u)) for u in np.flatnonzero(parent >= 0) if int(parent[u]) in split_parent_set]
-    asg = pair_scores([p for p in asg_pairs if p[1] in tracked], truth_split)
+    asg = pair_scores([p for p in asg_pairs if p[1] in scored_set], truth_split)
     row.update(
         split_dec_precision=dec.precision,
         split_dec_recall=child_recall(dec_pairs, truth_split),
@@ -230,9 +230,8 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
     # Equivalents, and the relation labels of member pairs, from Ultra -> Full matches.
     ultra_to_full = FeatureMatcher(ultra_ctx, full_ctx)
     truth_eq = [tuple(p) for p in gt["equivalent_pairs"]]
-    eq_asg = pair_scores(
-        [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "equivalent")], truth_eq
-    )
+    eq_pairs = [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "equivalent")]
+    eq_asg = pair_scores(eq_pairs, truth_eq)
     queried = sorted(set(scored.tolist()) | {u for _, u in dec_pairs})
     relation_of: dict[int, np.ndarray] = {}
     eq_rel_pairs = []
@@ -248,15 +247,12 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
     row["match_seconds"] = time.perf_counter() - t0
     eq_rel = pair_scores(eq_rel_pairs, truth_eq)
     # The definition: every same-feature pair among scored Ultra latents is equivalent.
-    scored_set = set(scored.tolist())
     truth_same = [tuple(p) for p in gt["same_feature_pairs"] if p[1] in scored_set]
-    eq_same_asg = pair_scores(
-        [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "equivalent")], truth_same
-    )
+    eq_same_asg = pair_scores(eq_pairs, truth_same)
     eq_same_rel = pair_scores(eq_rel_pairs, truth_same)
     # The wording, per wide latent: of the Ultra latents that track the same true
     # feature as some Full latent, which are labelled equivalent (to one such Full latent).
-    eq_pred = [(int(parent[u]), int(u)) for u in np.flatnonzero(ultra_class == "equivalent") if int(u) in scored_set]
+    eq_pred = [p for p in eq_pairs if p[1] in scored_set]
     eq_latent_p = pair_scores(eq_pred, truth_same).precision
     eq_latent_r = child_recall(eq_pred, truth_same)
     labels = [str(relation_of[u][f]) for f, u in dec_pairs]

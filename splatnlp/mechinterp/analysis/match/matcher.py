@@ -125,10 +125,17 @@ class _Scores:
     @cached_property
     def combined(self) -> np.ndarray:
         """float64 (n_targets,): the weighted sum of :attr:`metric`; NaN where a part is NaN."""
-        out = np.zeros(self.n_targets)
-        for name, w in self.weights.items():
-            out += w * self.metric[name][0]  # NaN propagates: undefined part -> undefined score
-        return out
+        return np.zeros(self.n_targets) + _weighted_sum(self.weights, lambda name: self.metric[name][0])
+
+
+def _weighted_sum(weights: dict[str, float], value_of: Callable[[str], Any]) -> Any:
+    """The combined score: ``w * value`` summed from 0 in the weights' order, so one target's
+    score and the whole array's entry are the same bits. NaN propagates: an undefined part makes
+    the score undefined."""
+    total = 0.0
+    for name, w in weights.items():
+        total = total + w * value_of(name)
+    return total
 
 
 class _PValues:
@@ -419,7 +426,8 @@ class FeatureMatcher:
             if isinstance(ix, slice):
                 v, _ = M.set_jaccard(source_tokens, tgt.token_sets, by_token=tgt.token_sets_by_token)
             else:  # the few rows' sets as one small CSR (scipy's row indexing costs more)
-                v, _ = M.set_jaccard(source_tokens, token_set_matrix([tgt.top_tokens_of(int(t)) for t in ix], tgt.token_sets.shape[1]))
+                sets = token_set_matrix([tgt.top_tokens_of(int(t)) for t in ix], tgt.token_sets.shape[1])
+                v, _ = M.set_jaccard(source_tokens, sets)
             r = np.where(np.isnan(v), M.NO_TOKENS, 0).astype(np.int8)
             if count_s == 0:
                 # An empty set vs a non-empty one has Jaccard 0, but a dead source has no top
@@ -755,9 +763,7 @@ class FeatureMatcher:
             values[name] = _opt(value)
             if values[name] is None:
                 undefined[name] = M.REASONS.get(int(reason), "undefined")
-        # The combined score as _Scores.combined sums it (from 0, in the weights' order), so
-        # one target's value is the whole array's entry bit for bit.
-        combined = _opt(sum(w * row[name][0] for name, w in scores.weights.items()))
+        combined = _opt(_weighted_sum(scores.weights, lambda name: row[name][0]))
         if combined is None:
             parts = [n for n in self.options.weights if values[n] is None]
             undefined["combined_score"] = f"undefined because {', '.join(parts)} is undefined"
