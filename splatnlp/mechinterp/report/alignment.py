@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from splatnlp.mechinterp.analysis.metrics.verdicts import COACTIVE_MIN_CORRELATION
+from splatnlp.mechinterp.analysis.metrics.verdicts import (
+    COACTIVE_MIN_CORRELATION,
+    DECODER_MIN_CORRELATION,
+)
 from splatnlp.mechinterp.report.folder import (
     INDEX,
     MARKER,
@@ -194,7 +197,8 @@ def _clean(value: Any) -> Any:
 def _equivalent_rule(o) -> str:
     """The ``equivalent`` test in words with the alignment's thresholds (verdicts.equivalent_by)."""
     return (
-        f"decoder cosine >= {o.equivalent_decoder_cosine:g}, or correlation >= {o.equivalent_correlation:g}, "
+        f"decoder cosine >= {o.equivalent_decoder_cosine:g} with correlation >= {DECODER_MIN_CORRELATION:g}, "
+        f"or correlation >= {o.equivalent_correlation:g}, "
         f"or co-active correlation (family-wise lower bound) >= {o.equivalent_coactive_correlation:g} with "
         f"correlation >= {COACTIVE_MIN_CORRELATION:g}"
     )

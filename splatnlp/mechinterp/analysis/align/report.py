@@ -106,7 +106,8 @@ class AlignOptions(BaseModel):
     the 95 % lower bound of the chance-corrected containment reaches this (see
     :mod:`splatnlp.mechinterp.analysis.metrics.verdicts`)."""
     equivalent_decoder_cosine: float = Field(EQUIVALENT_DECODER_COSINE, ge=-1.0, le=1.0)
-    """A parent pair whose decoder cosine reaches this is ``equivalent``, ..."""
+    """A parent pair whose decoder cosine reaches this, with a correlation of at least 0.8
+    (``verdicts.DECODER_MIN_CORRELATION``), is ``equivalent``, ..."""
     equivalent_correlation: float = Field(EQUIVALENT_CORRELATION, ge=-1.0, le=1.0)
     """... and so is one whose activation correlation reaches this, ..."""
     equivalent_coactive_correlation: float = Field(EQUIVALENT_COACTIVE_CORRELATION, ge=-1.0, le=1.0)

@@ -882,7 +882,10 @@ class FeatureMatcher:
             lower = float(V.containment_lower_bound(round(contained * count), count))
         why = {
             "equivalent": {
-                "decoder_cosine": f"decoder cosine {dec[p]:.3f} >= {opt.equivalent_decoder_cosine}",
+                "decoder_cosine": (
+                    f"decoder cosine {dec[p]:.3f} >= {opt.equivalent_decoder_cosine}, r = {corr[p]:.3f} >= "
+                    f"{V.DECODER_MIN_CORRELATION}"
+                ),
                 "correlation": f"correlation {corr[p]:.3f} >= {opt.equivalent_correlation}",
                 "coactive_correlation": (
                     f"co-active correlation {co_r:.3f} on {co_n} examples (family-wise lower bound "

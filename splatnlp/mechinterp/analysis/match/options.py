@@ -54,7 +54,8 @@ class MatchOptions(BaseModel):
     """... unless it is nested in its best-correlated candidate: the 95 % lower bound of the
     chance-corrected containment reaches this (then that candidate is its parent)."""
     equivalent_decoder_cosine: float = EQUIVALENT_DECODER_COSINE
-    """A parent pair is 'equivalent' when its decoder cosine reaches this, ..."""
+    """A parent pair is 'equivalent' when its decoder cosine reaches this with an activation
+    correlation of at least 0.8 (``verdicts.DECODER_MIN_CORRELATION``), ..."""
     equivalent_correlation: float = EQUIVALENT_CORRELATION
     """... or its activation correlation reaches this, ..."""
     equivalent_coactive_correlation: float = EQUIVALENT_COACTIVE_CORRELATION

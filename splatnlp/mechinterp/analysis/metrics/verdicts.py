@@ -19,8 +19,16 @@ the same pair can disagree:
   0.961; cuts 0.5 and 0.6 tie over the dev worlds and the ``trained`` demo together (mean F1
   0.833 each; 0.4: 0.814); count containment instead reached 0.853 on dev but changed nothing on the
   ``trained`` demo (mass: F1 0.686 -> 0.725 there). The default demo's classes are unchanged.
-- **equivalent**: a parent pair whose decoder directions agree (cosine >= ``equivalent_decoder_cosine``):
-  two latents that write the same direction are one feature; or whose activations are nearly
+- **equivalent**: a parent pair whose decoder directions agree (cosine >= ``equivalent_decoder_cosine``)
+  and whose activations follow each other (r >= ``DECODER_MIN_CORRELATION``, 0.8): two latents
+  that write the same direction and fire together are one feature. The decoder alone is not
+  enough: a child latent that absorbed its parent's direction (Chanin et al. 2024) writes nearly
+  the parent's direction but fires on its own feature. On the dev worlds (rebuilt on 2026-12-02)
+  the children whose decoder cosine with their parent reached 0.8 had median cosine 0.84-0.88
+  and median r 0.66-0.84, the same-feature pairs 0.86-0.995 and 0.86-0.98; requiring r >= 0.8
+  took equivalent F1 per latent 0.721 -> 0.734 (same-k worlds 0.897 -> 0.946 and 0.802 ->
+  0.819, the others within 0.002; r >= 0.7 / 0.75: 0.728 / 0.732), and it cannot change the
+  default demo (its equivalents have r >= 0.93). Or a parent pair whose activations are nearly
   the same (correlation >= ``equivalent_correlation``, 0.9); or whose magnitudes move together
   where both fire: the family-wise lower bound of the **co-active correlation** (Pearson over
   the examples where both are active, :func:`coactive_lower_bound`: Fisher z, 95 % over every
@@ -57,6 +65,7 @@ import numpy as np
 
 __all__ = [
     "COACTIVE_MIN_CORRELATION",
+    "DECODER_MIN_CORRELATION",
     "EQUIVALENT_COACTIVE_CORRELATION",
     "EQUIVALENT_CORRELATION",
     "EQUIVALENT_DECODER_COSINE",
@@ -108,7 +117,12 @@ whatever the correlation, when the 95 % lower bound of the chance-corrected cont
 ``(P(small | large) - P(small)) / (1 - P(small))`` reaches this (module docstring)."""
 
 EQUIVALENT_DECODER_COSINE = 0.85
-"""A parent pair is equivalent when its decoder cosine reaches this (module docstring)."""
+"""A parent pair is equivalent when its decoder cosine reaches this, with an activation
+correlation of at least ``DECODER_MIN_CORRELATION`` (module docstring)."""
+
+DECODER_MIN_CORRELATION = 0.8
+"""... the correlation the decoder test also asks: a child that absorbed its parent's decoder
+direction writes that direction but fires on its own feature (module docstring)."""
 
 EQUIVALENT_CORRELATION = 0.9
 """... or when its activation correlation reaches this: no demo child does (module docstring)."""
@@ -224,7 +238,8 @@ def equivalent_by(
     equivalent_coactive_correlation: float = EQUIVALENT_COACTIVE_CORRELATION,
 ) -> np.ndarray:
     """Which test makes each parent pair one feature, elementwise: ``"decoder_cosine"`` (the
-    decoder directions agree), ``"correlation"`` (the activations are nearly equal),
+    decoder directions agree and the correlation reaches ``DECODER_MIN_CORRELATION``),
+    ``"correlation"`` (the activations are nearly equal),
     ``"coactive_correlation"`` (the magnitudes move together where both fire; ``coactive_lower``
     is :func:`coactive_lower_bound`, None when not known), the first that passes in this order,
     or ``""`` for none. NaN counts as not reaching a threshold."""
@@ -236,7 +251,7 @@ def equivalent_by(
             co = np.atleast_1d(np.asarray(coactive_lower, dtype=np.float64))
             out[(co >= equivalent_coactive_correlation) & (corr >= COACTIVE_MIN_CORRELATION)] = "coactive_correlation"
         out[corr >= equivalent_correlation] = "correlation"
-        out[dec >= equivalent_decoder_cosine] = "decoder_cosine"
+        out[(dec >= equivalent_decoder_cosine) & (corr >= DECODER_MIN_CORRELATION)] = "decoder_cosine"
     return out
 
 

@@ -173,7 +173,7 @@ def brute_scores(pair: Pair, f: int, options: MatchOptions) -> dict[str, np.ndar
         if int(np.argmax(back)) != f or not (related[t] or nested):
             relation.append("partial" if related[t] else "unrelated")
         elif (
-            dec[t] >= options.equivalent_decoder_cosine
+            (dec[t] >= options.equivalent_decoder_cosine and corr[t] >= 0.8)
             or corr[t] >= options.equivalent_correlation
             or (coactive_lower(t) >= options.equivalent_coactive_correlation and corr[t] >= 0.5)
         ):

@@ -43,18 +43,23 @@ def test_nesting_bound_is_the_chance_corrected_wilson_bound_of_the_mass_share() 
 
 
 def test_pair_relations_cover_every_label() -> None:
-    corr = np.array([0.9, 0.5, 0.97, 0.4, 0.1, np.nan])
-    dec = np.array([0.9, 0.2, 0.1, 0.95, 0.99, 0.99])
-    parent = np.array([True, True, True, False, True, True])
+    corr = np.array([0.85, 0.5, 0.97, 0.4, 0.1, np.nan, 0.79])
+    dec = np.array([0.9, 0.2, 0.1, 0.95, 0.99, 0.99, 0.99])
+    parent = np.array([True, True, True, False, True, True, True])
     small = V.pair_relations(corr, dec, parent, source_is_larger=False)
     assert small.tolist() == [
-        "equivalent",  # parent pair, decoders agree
+        "equivalent",  # parent pair, decoders agree and the codes follow each other
         "source_split_by_target",  # parent pair: the target is the source's child
         "equivalent",  # parent pair, nearly identical activations
         "partial",  # related, not a parent pair, whatever the decoders
-        "equivalent",  # a parent pair below the cut (nested) whose decoders agree
+        # A parent pair below the cut (nested) whose decoders agree, and one just under
+        # DECODER_MIN_CORRELATION: children that absorbed the parent's direction.
+        "source_split_by_target",
         "unrelated",  # undefined correlation
+        "source_split_by_target",
     ]
+    assert V.equivalent_by(corr, dec).tolist() == ["decoder_cosine", "", "correlation", "", "", "", ""]
+    assert V.equivalent_by([V.DECODER_MIN_CORRELATION], [0.85]).tolist() == ["decoder_cosine"]
     large = V.pair_relations(corr, dec, parent, source_is_larger=True)
     assert large[1] == "source_part_of_target" and large[0] == "equivalent"
 
