@@ -13,7 +13,7 @@ to ``X``:
 - ``path``: ``Y`` is ``X`` or one of its ancestors (an expected parent, or a Full latent tracking
   a farther ancestor than the nearest tracked one);
 - ``descendant``: ``Y`` lies below ``X``: the Full latent is the finer one, so "u is a part of
-  f" has the direction wrong, yet u's codes sit inside f's as a child's would;
+  f" has the direction wrong, though the pair correlates as a parent pair would;
 - ``relative``: ``Y`` shares a root with ``X`` but is on another branch (a sibling or a cousin,
   e.g. a Full latent that absorbed a shared ancestor);
 - ``other_tree``: ``Y`` is in another tree (or outside the forest).
@@ -55,8 +55,9 @@ MIX_KEYS: tuple[str, ...] = ("ultra_mixes", "full_mixes", "unmixed")
 """Counts of off-path errors by which latent also fires on the other's feature (docstring)."""
 
 MIXED_R = 0.2
-"""A latent "also fires on" a true feature when their Pearson r reaches this (the dev worlds'
-latents that track nothing sit at best r 0.0-0.3; anatomy only, no verdict reads it)."""
+"""A latent "also fires on" a true feature when their Pearson r reaches this: far above chance
+(about 1 / sqrt(20,000) = 0.007 for an unrelated pair in these worlds) and below the 0.3 at which
+the verdicts call a pair related. Anatomy only; no verdict reads it."""
 
 RELATIONS: tuple[str, ...] = ("untracked", "path", "descendant", "relative", "other_tree")
 """What a Full latent is to an Ultra latent's true feature (module docstring)."""
