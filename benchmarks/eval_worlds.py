@@ -84,6 +84,7 @@ from benchmarks.worlds.scoring import (  # noqa: E402
     best_threshold,
     binary_scores,
     child_recall,
+    confidence_counts,
     f1_of,
     membership_accuracy,
     pair_scores,
@@ -210,6 +211,12 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
             novel_oracle_f1=oracle.f1,
             novel_oracle_accuracy=oracle.accuracy,
         )
+
+    # How often verdicts of each confidence level were right (read from features.csv's rows).
+    from splatnlp.mechinterp.analysis.align.tables import feature_rows
+
+    level = [r["confidence"] for r in feature_rows(tables) if r["model"] == "ultra"]
+    row["confidence"] = confidence_counts(category.tolist(), expected, ultra_class.tolist(), parent.tolist(), level)
 
     # Where the parent and novel verdicts go wrong, by what the Full latent is to the feature;
     # which latent mixes features needs the true activations (every build writes them).
@@ -412,6 +419,26 @@ def error_report(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def confidence_report(rows: list[dict[str, Any]]) -> list[str]:
+    """Share of verdicts right per confidence level: pooled over each split's worlds, then the
+    range over its worlds (``verdicts.confidence``; ``-`` where a level was never given)."""
+    lines = ["verdicts right by confidence (pooled over the split's worlds; [lowest-highest world]; n)"]
+    for split in ("dev", "test"):
+        group = [r for r in rows if r["split"] == split and "confidence" in r]
+        if not group:
+            continue
+        cells = []
+        for kind in ("parent", "novel"):
+            for level in ("high", "low"):
+                got = [r["confidence"][kind].get(level, [0, 0]) for r in group]
+                right, n = sum(g[0] for g in got), sum(g[1] for g in got)
+                shares = [g[0] / g[1] for g in got if g[1]]
+                text = "-" if not n else f"{right / n:.3f} [{min(shares):.2f}-{max(shares):.2f}] n={n}"
+                cells.append(f"{kind} {level} {text}")
+        lines.append(f"  {split:<5} " + " | ".join(cells))
+    return lines
+
+
 def _fmt(value: Any, fmt: str) -> str:
     if value is None:
         return "n/a"
@@ -491,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, means)
     print("\n".join(target_report(rows)))
     print("\n".join(error_report(rows)))
+    print("\n".join(confidence_report(rows)))
     print(f"F1 devt: best correlation < {dev_cut:.4f} is novel ({cut_source})")
     out = args.out or args.worlds_dir / "eval_results.json"
     out.write_text(

@@ -20,6 +20,7 @@ __all__ = [
     "best_threshold",
     "binary_scores",
     "child_recall",
+    "confidence_counts",
     "f1_of",
     "membership_accuracy",
     "pair_scores",
@@ -152,6 +153,50 @@ def membership_accuracy(
         return None
     hits = sum(int(p) in set(ok) for p, ok in zip(predicted, accepted, strict=True))
     return hits / len(predicted)
+
+
+def confidence_counts(
+    category: Sequence[str],
+    expected: Sequence[Sequence[int] | None],
+    predicted_class: Sequence[str],
+    predicted_parent: Sequence[int],
+    confidence: Sequence[str | None],
+) -> dict[str, dict[str, list[int]]]:
+    """How often the verdicts of each confidence level were right, over the scored latents
+    (truth ``child`` or ``novel``).
+
+    Parameters
+    ----------
+    category : per Ultra latent, the truth's ``child`` / ``novel`` / ``untracked`` / ``dead``
+    expected : per Ultra latent, its acceptable parents (``[]`` when novel, None when unscored)
+    predicted_class, predicted_parent, confidence : per Ultra latent, the alignment's class,
+        parent (-1 = none) and ``confidence`` (``high`` / ``low``; None or "" = not given)
+
+    Returns ``{"parent": {level: [right, n]}, "novel": {level: [right, n]}}``: ``parent`` counts
+    the latents given a parent (right: the parent is an expected one), ``novel`` those called
+    novel (right: the truth says novel). Levels not given are left out.
+    """
+    n = len(category)
+    if not len(expected) == len(predicted_class) == len(predicted_parent) == len(confidence) == n:
+        raise ValueError(
+            f"per-latent inputs differ in length: {n}, {len(expected)}, {len(predicted_class)}, "
+            f"{len(predicted_parent)}, {len(confidence)}"
+        )
+    out: dict[str, dict[str, list[int]]] = {"parent": {}, "novel": {}}
+    for u in range(n):
+        level = confidence[u]
+        if category[u] not in ("child", "novel") or not level:
+            continue
+        if predicted_class[u] == "novel":
+            kind, right = "novel", category[u] == "novel"
+        elif int(predicted_parent[u]) >= 0:
+            kind, right = "parent", int(predicted_parent[u]) in set(expected[u] or ())
+        else:
+            continue
+        cell = out[kind].setdefault(level, [0, 0])
+        cell[0] += int(right)
+        cell[1] += 1
+    return out
 
 
 def threshold_predictions(best_r: np.ndarray, threshold: float) -> np.ndarray:

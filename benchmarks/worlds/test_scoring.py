@@ -12,6 +12,7 @@ from benchmarks.worlds.scoring import (
     best_threshold,
     binary_scores,
     child_recall,
+    confidence_counts,
     membership_accuracy,
     pair_scores,
     shared_threshold,
@@ -145,3 +146,20 @@ def test_child_recall_credits_any_acceptable_parent_once():
     assert child_recall([(3, 10)], truth) == 0.0
     assert pair_scores([(2, 10), (1, 11)], truth).recall == pytest.approx(2 / 4)
     assert child_recall([(1, 10)], []) is None
+
+
+def test_confidence_counts_tallies_right_verdicts_per_level():
+    category = ["child", "child", "novel", "novel", "untracked", "child", "dead"]
+    expected = [[3], [3, 4], [], [], None, [1], None]
+    predicted = ["split_child", "partial", "novel", "equivalent", "novel", "novel", "dead"]
+    parent = [3, 5, -1, 2, -1, -1, -1]
+    level = ["high", "low", "high", "high", "high", "low", None]
+    got = confidence_counts(category, expected, predicted, parent, level)
+    # child 0 right (high), child 1 wrong parent (low); novel 2 right (high); novel 3 given a
+    # parent (high, wrong); untracked and dead are not scored; child 5 called novel (low, wrong).
+    assert got == {"parent": {"high": [1, 2], "low": [0, 1]}, "novel": {"high": [1, 1], "low": [0, 1]}}
+
+
+def test_confidence_counts_rejects_unequal_lengths():
+    with pytest.raises(ValueError, match="differ in length"):
+        confidence_counts(["child"], [[1]], ["novel"], [-1, 2], ["high"])

@@ -306,6 +306,10 @@ class AlignedFeature(BaseModel):
     """Larger side: how much of the feature's activation lies inside its best-correlated
     smaller-side feature beyond chance (95 % lower bound, ``verdicts.nesting_lower_bound``): the
     evidence of a parent below the correlation cut."""
+    confidence: Literal["high", "low"] | None = None
+    """Larger side: ``verdicts.confidence`` of the class (``high``: the parent holds most of the
+    feature's activation, or novel far below the cut; ``low``: check it on examples first;
+    ``verdicts.CONFIDENCE_BASIS`` has the measured rates)."""
     children: list[int]
     """Smaller side: the larger-side features assigned to it, best-correlated first (empty on the
     larger side)."""
@@ -323,11 +327,14 @@ class AlignedFeature(BaseModel):
 
     def describe(self) -> str:
         """One line for people."""
+        sure = f", {self.confidence} confidence" if self.confidence else ""
         if self.parent is not None:
             return (
                 f"{self.class_label}; assigned to {self.other_model} {self.parent} "
-                f"(r={self.parent_score:.3f})"
+                f"(r={self.parent_score:.3f}{sure})"
             )
+        if sure:
+            return f"{self.class_label}{sure}"
         if self.children:
             shown = ", ".join(str(c) for c in self.children[:8])
             more = f" and {len(self.children) - 8} more" if len(self.children) > 8 else ""

@@ -53,6 +53,7 @@ from splatnlp.mechinterp.analysis.align.report import (
     AlignedFeature,
     AlignmentReport,
 )
+from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.results import none_reasons
 from splatnlp.mechinterp.context.folders import publish_dir, staging_dir
 
@@ -80,6 +81,7 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "parent_coactive_correlation",
     "parent_coactive_count",
     "nesting",
+    "confidence",
     "n_children",
     "count",
     *(
@@ -96,6 +98,8 @@ evidence the assignment rests on), ``parent_decoder_cosine`` and ``parent_coacti
 (the pair's correlation over the examples where both are active, measured on
 ``parent_coactive_count`` of them: the evidence of ``equivalent``), ``nesting`` (larger side: the share of its activation inside its best-correlated smaller-side
 feature beyond chance, 95 % lower bound; a parent below the correlation cut needs >= 0.5),
+``confidence`` (larger side: ``high`` or ``low``, how often such a verdict was right on the
+evaluation worlds, ``verdicts.confidence``; empty on the smaller side and for dead features),
 ``n_children`` (smaller side: larger-side features assigned
 to it), ``count`` (examples where active), and per metric the best match in the other model
 (``best_<metric>``, empty when none) with its score (``best_<metric>_score``). Containments are
@@ -176,6 +180,7 @@ class AlignmentTables:
             parent_coactive_correlation=_finite(arrays["parent_coactive_correlation"][feature]) if parent >= 0 else None,
             parent_coactive_count=int(arrays["parent_coactive_count"][feature]) if parent >= 0 else None,
             nesting=_finite(arrays["nesting"][feature]),
+            confidence=(_confidence(arrays)[feature] or None) if larger else None,
             children=children.tolist(),
             children_scores=other["parent_score"][children].tolist(),
             hungarian=partner if partner >= 0 else None,
@@ -204,6 +209,10 @@ def _aligned_null_reasons(a: AlignedFeature, *, larger: bool, hungarian_skipped:
             ),
             "nesting": "undefined: the parent is active on every example",
         }
+    why["confidence"] = (
+        "measured for larger-side verdicts only; a smaller-side class follows from its children's" if not larger
+        else "the feature is never active: there is no verdict to doubt"
+    )
     why["hungarian"] = why["hungarian_score"] = (
         f"the one-to-one assignment did not run: {hungarian_skipped}" if hungarian_skipped
         else "not paired by the one-to-one assignment (the other dictionary has fewer features)"
@@ -278,6 +287,7 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for key, model, arrays in (("a", r.a_model, tables.a), ("b", r.b_model, tables.b)):
         n_children = arrays["n_assigned"]
+        levels = _confidence(arrays) if key == r.larger_side else None
         for f in range(len(arrays["count"])):
             parent = int(arrays["parent"][f])
             row: dict[str, Any] = {
@@ -292,6 +302,7 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 ),
                 "parent_coactive_count": int(arrays["parent_coactive_count"][f]) if parent >= 0 else None,
                 "nesting": _finite(arrays["nesting"][f]),
+                "confidence": (levels[f] or None) if levels is not None else None,
                 "n_children": int(n_children[f]),
                 "count": int(arrays["count"][f]),
             }
@@ -302,6 +313,13 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 row[f"best_{name}_score"] = float(arrays[f"best_{metric}_score"][f]) if index >= 0 else None
             rows.append(row)
     return rows
+
+
+def _confidence(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """``verdicts.confidence`` of every feature of the larger side's arrays: its parent's
+    correlation when it has one (the parent is its best-correlated candidate), else its best."""
+    score = np.where(arrays["parent"] >= 0, arrays["parent_score"], arrays["best_activation_correlation_score"])
+    return V.confidence(arrays["class_label"], score, arrays["nesting"])
 
 
 def _finite(x: float) -> float | None:

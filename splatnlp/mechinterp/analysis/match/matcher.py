@@ -186,6 +186,12 @@ def _opt(x: float) -> float | None:
     return None if not np.isfinite(x) else float(x)
 
 
+def _confidence(label: str, best_score: float, nesting: float | None) -> dict[str, Any]:
+    """``confidence`` and ``confidence_basis`` of a larger-side verdict (``verdicts.confidence``)."""
+    level = V.confidence([label], [best_score], [np.nan if nesting is None else nesting])[0]
+    return {"confidence": level or None, "confidence_basis": V.CONFIDENCE_BASIS if level else None}
+
+
 def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
     """Why each None field of a verdict is None, from the verdict itself."""
     parent_fields = (
@@ -199,6 +205,9 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
         why["best_nesting"] = "the nesting test is for larger-side features (the parent rule)"
         why["equivalent_by"] = "given on the larger-side feature's verdict (match it from the other side)"
         why["information_test"] = "the stitching test is for larger-side features"
+        why["confidence"] = why["confidence_basis"] = (
+            "measured for larger-side verdicts only (a parent or novel); a smaller-side class follows from its children's"
+        )
         return why
     if v.parent is None:
         why = dict.fromkeys(parent_fields, "the feature is never active" if v.label == "dead" else f"no parent: the verdict is {v.label} (see rule)")
@@ -225,6 +234,7 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
         else f"the parent pair passes no equivalence test (decoder cosine, correlation, co-active correlation): {v.label}"
     )
     why["information_test"] = "not computed"
+    why["confidence"] = why["confidence_basis"] = "the feature is never active: there is no verdict to doubt"
     return why
 
 
@@ -868,6 +878,7 @@ class FeatureMatcher:
             return Verdict(
                 label=label, side="larger", rule=rule, significance=V.SIGNIFICANCE_BASIS,
                 information_test=info, best_nesting=nest,
+                **_confidence(label, np.nan if best is None else corr[best], nest),
             )
         siblings, *_ = self._children_of(p)
         co_r, co_n, co_lower = self._coactive(feature, p)
@@ -919,6 +930,7 @@ class FeatureMatcher:
             rule=f"parent {other} {p}, the best-correlated ({how}); {why}",
             significance=V.SIGNIFICANCE_BASIS,
             information_test=info,
+            **_confidence(label, corr[p], nest),
         )
 
     @cached_property

@@ -212,6 +212,13 @@ class Verdict(BaseModel):
     """Its lower bound (Fisher z, 95 % family-wise over the larger dictionary's features:
     ``verdicts.coactive_lower_bound``); ``equivalent`` when it reaches
     ``equivalent_coactive_correlation`` with r >= 0.5."""
+    confidence: Literal["high", "low"] | None = None
+    """Larger side: how often a verdict like this one was right on the evaluation worlds
+    (``high``: the parent holds most of the feature's activation, nesting bound >= 0.8, or
+    novel with best correlation < 0.2; ``low``: check it on examples first). See
+    ``confidence_basis``."""
+    confidence_basis: str | None = None
+    """The rule and the measured rates behind ``confidence``."""
     rule: str
     """The rule that gave the label, with this feature's numbers."""
     significance: str

@@ -101,6 +101,24 @@ def test_matcher_decomposition_and_alignment_agree_on_every_pair(pair: Pair, ali
     assert n_checked >= 3  # the planted copies, parts and superset are parent pairs
 
 
+# -- confidence -------------------------------------------------------------------------------------
+def test_confidence_is_nesting_for_parents_and_distance_from_the_cut_for_novel() -> None:
+    labels = ["split_child", "partial", "equivalent", "split_child", "novel", "novel", "novel", "dead"]
+    best = [0.9, 0.25, 0.95, 0.6, 0.05, 0.2, np.nan, np.nan]
+    nesting = [0.8, 0.95, np.nan, 0.79, 0.9, 0.0, np.nan, np.nan]
+    got = V.confidence(labels, best, nesting).tolist()
+    # A parent's confidence is its nesting (NaN is not sure), novel's the best correlation
+    # (undefined: nothing correlates at all); the cuts are inclusive for parents, exclusive for novel.
+    assert got == ["high", "high", "low", "low", "high", "low", "high", ""]
+
+
+def test_confidence_rejects_unknown_classes_and_shapes() -> None:
+    with pytest.raises(ValueError, match="unknown larger-side class"):
+        V.confidence(["split_parent"], [0.5], [0.5])
+    with pytest.raises(ValueError, match="one shape"):
+        V.confidence(["novel", "novel"], [0.1], [0.1, 0.2])
+
+
 # -- feature classes and the containment bound ---------------------------------------------------
 def test_feature_classes_follow_the_assignment() -> None:
     small = V.small_side_classes([3, 1, 1, 0, 0, 2], [0, 1, 0, 0, 0, 2], [9, 9, 9, 9, 0, 9])
@@ -128,9 +146,13 @@ def test_containment_lower_bound_inverts_the_score_test(k: int, n: int) -> None:
 
 # -- the matcher's verdict is the alignment's class ------------------------------------------------
 def _check_verdicts(small_ctx, large_ctx, tables, small_ids, large_ids) -> int:
-    """Every verdict of the two matchers against the alignment's classes, parents and children."""
+    """Every verdict of the two matchers against the alignment's classes, parents, children and
+    confidence (``features.csv``'s rows)."""
+    from splatnlp.mechinterp.analysis.align.tables import feature_rows
+
     small_key, small_tab = tables.side(small_ctx.model_type)
     _, large_tab = tables.side(large_ctx.model_type)
+    level = {r["feature"]: r["confidence"] for r in feature_rows(tables) if r["model"] == large_ctx.model_type}
     from_small, from_large = FeatureMatcher(small_ctx, large_ctx), FeatureMatcher(large_ctx, small_ctx)
     parent = large_tab["parent"]
     checked = 0
@@ -138,6 +160,7 @@ def _check_verdicts(small_ctx, large_ctx, tables, small_ids, large_ids) -> int:
         report = from_small.find_matches(int(s), decompose=False)
         v = report.verdict
         assert v.side == "smaller" and v.label == small_tab["class_label"][s], s
+        assert v.confidence is None and "confidence" in v.undefined, s
         assert sorted(v.children) == np.flatnonzero(parent == s).tolist(), s
         assert report.is_unique == (v.label in ("unique", "dead")), s
         checked += 1
@@ -146,6 +169,8 @@ def _check_verdicts(small_ctx, large_ctx, tables, small_ids, large_ids) -> int:
         v = report.verdict
         assert v.side == "larger" and v.label == large_tab["class_label"][u], u
         assert (v.parent if v.parent is not None else -1) == parent[u], u
+        assert v.confidence == level[int(u)], u
+        assert (v.confidence is None) == (v.label == "dead"), u
         if v.parent is not None:
             assert v.parent_n_children == int(small_tab["n_assigned"][v.parent]), u
             assert 0 <= v.parent_containment_lower <= v.parent_containment <= 1
