@@ -255,12 +255,16 @@ def _verdict_section(report: MatchReport) -> Markup:
             shown = ["parent", *(field for _, field in parent_facts)]
         if v.side == "smaller":
             rows.append(("children", len(v.children)))
+        if v.confidence is not None:
+            rows.append(("confidence", v.confidence))
         if v.equivalent_by:
             rows.append(("equivalent by", v.equivalent_by))
         items.append(facts(rows))
         why = [f"{name}: {v.undefined[name]}" for name in shown if name in v.undefined]
         if why:  # every empty value above says why (Verdict.undefined)
             items.append(tag("ul", Markup("".join(tag("li", w) for w in why)), class_="muted", id="verdict-undefined"))
+        if v.confidence_basis is not None:
+            items.append(tag("p", f"Confidence: {v.confidence_basis}", class_="muted", id="verdict-confidence"))
         if v.children:
             items.append(tag("h3", f"Children in {report.target_model} ({len(v.children)})"))
             listed = ", ".join(

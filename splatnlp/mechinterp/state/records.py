@@ -173,6 +173,9 @@ class NoCounterpart(BaseModel):
     """The highest correlation over every candidate (``report.best_correlation``)."""
     best_nesting: float | None = None
     """Larger side: the verdict's nesting bound in the best-correlated candidate."""
+    confidence: Literal["high", "low"] | None = None
+    """Larger side: the verdict's confidence (``Verdict.confidence``; None for ``unique`` and
+    ``dead``, and in findings recorded before it existed)."""
     n_candidates_tested: int
     """How many target features were scored."""
 

@@ -46,6 +46,12 @@ def _check_page(
     }
     # The verdict, every listed match and every decomposition member, as the matcher gives them.
     assert page.text_by_id["verdict-label"] == report.verdict.label
+    # The confidence and its measured basis come with a larger-side verdict, and only there.
+    if report.verdict.confidence is None:
+        assert "verdict-confidence" not in page.text_by_id
+    else:
+        assert page.text_by_id["verdict-confidence"] == f"Confidence: {report.verdict.confidence_basis}"
+        assert f"<dt>confidence</dt><dd>{report.verdict.confidence}</dd>" in text
     rows = page.tables["matches-table"][1:]
     assert [r[1] for r in rows] == [str(m.target_feature) for m in report.matches]
     assert [r[2] for r in rows] == [m.relation for m in report.matches]

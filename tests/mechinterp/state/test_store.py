@@ -276,7 +276,8 @@ def _no_counterpart_report(label: str = "novel") -> MatchReport:
     matches = [m.model_copy(update={"relation": "unrelated"}) for m in report.matches]
     matches[2] = matches[2].model_copy(update={"activation_correlation": 0.9})  # best by r, rank 3
     verdict = Verdict(
-        label=label, side="larger", rule="no parent (test)", significance="none", best_nesting=0.1
+        label=label, side="larger", rule="no parent (test)", significance="none", best_nesting=0.1,
+        confidence="high" if label == "novel" else None,
     )
     return report.model_copy(
         update={"matches": matches, "verdict": verdict, "is_unique": True, "best_correlation": 0.9}
@@ -288,6 +289,7 @@ def test_record_no_counterpart_keeps_the_evidence_and_links_nothing(store: Resea
     finding = store.record_no_counterpart(report, recorded_by="agent")
     ev = finding.no_counterpart
     assert (ev.verdict_label, ev.rule, ev.best_nesting) == ("novel", "no parent (test)", 0.1)
+    assert ev.confidence == "high"
     best = report.matches[2]
     assert (ev.best_candidate, ev.best_candidate_correlation) == (best.target_feature, 0.9)
     assert (

@@ -180,7 +180,7 @@ class AlignmentTables:
             parent_coactive_correlation=_finite(arrays["parent_coactive_correlation"][feature]) if parent >= 0 else None,
             parent_coactive_count=int(arrays["parent_coactive_count"][feature]) if parent >= 0 else None,
             nesting=_finite(arrays["nesting"][feature]),
-            confidence=(_confidence(arrays)[feature] or None) if larger else None,
+            confidence=(_confidence(arrays, feature)[0] or None) if larger else None,
             children=children.tolist(),
             children_scores=other["parent_score"][children].tolist(),
             hungarian=partner if partner >= 0 else None,
@@ -315,11 +315,14 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
     return rows
 
 
-def _confidence(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """``verdicts.confidence`` of every feature of the larger side's arrays: its parent's
-    correlation when it has one (the parent is its best-correlated candidate), else its best."""
-    score = np.where(arrays["parent"] >= 0, arrays["parent_score"], arrays["best_activation_correlation_score"])
-    return V.confidence(arrays["class_label"], score, arrays["nesting"])
+def _confidence(arrays: dict[str, np.ndarray], feature: int | None = None) -> np.ndarray:
+    """``verdicts.confidence`` of the larger side's features (every one, or only ``feature``: a
+    query must not pay for the whole dictionary): its parent's correlation when it has one (the
+    parent is its best-correlated candidate), else its best."""
+    at = slice(None) if feature is None else slice(feature, feature + 1)
+    parent = arrays["parent"][at]
+    score = np.where(parent >= 0, arrays["parent_score"][at], arrays["best_activation_correlation_score"][at])
+    return V.confidence(arrays["class_label"][at], score, arrays["nesting"][at])
 
 
 def _finite(x: float) -> float | None:

@@ -147,6 +147,7 @@ def test_features_csv_has_the_documented_columns_and_the_arrays_values(pair: Pai
             cosine = row["parent_decoder_cosine"]
             assert (cosine == "" and looked.parent_decoder_cosine is None) or float(cosine) == looked.parent_decoder_cosine
         assert int(row["n_children"]) == len(looked.children)
+        assert row["confidence"] == (looked.confidence or "")
         assert int(row["count"]) == looked.count
         for metric, best in looked.best.items():
             assert row[f"best_{metric}"] == ("" if best is None else str(best.feature))
