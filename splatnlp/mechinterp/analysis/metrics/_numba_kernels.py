@@ -12,17 +12,34 @@ import numpy as np
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _dot_and_count(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, dot, coactive):  # pragma: no cover - compiled
-    for i in numba.prange(len(a_ptr) - 1):
-        acc = dot[i]
-        cnt = coactive[i]
-        for p in range(a_ptr[i], a_ptr[i + 1]):
-            n = a_idx[p]
-            v = np.float64(a_val[p])
-            for q in range(b_ptr[n], b_ptr[n + 1]):
-                j = b_idx[q]
-                acc[j] += v * b_val[q]
-                cnt[j] += 1
+def _dot_and_count(a_ptr, a_idx, a_val, b_ptr, b_idx, b_val, dot, coactive, n_threads):  # pragma: no cover - compiled
+    # Each thread sums a feature's block into its own interleaved (K_large, 2) row, product and
+    # count side by side, so that one update touches one cache line instead of two (1.05-1.17x
+    # per block at real scale, benchmarks/bench_pair_kernels.py), then adds it into the outputs.
+    # Features go to threads in turn (i = t, t + n_threads, ...), so that each thread allocates
+    # its row once for all of its features.
+    k_small = len(a_ptr) - 1
+    k_large = dot.shape[1]
+    for t in numba.prange(n_threads):
+        buf = np.zeros((k_large, 2))
+        for i in range(t, k_small, n_threads):
+            if a_ptr[i] == a_ptr[i + 1]:
+                continue
+            for p in range(a_ptr[i], a_ptr[i + 1]):
+                n = a_idx[p]
+                v = np.float64(a_val[p])
+                for q in range(b_ptr[n], b_ptr[n + 1]):
+                    j = b_idx[q]
+                    buf[j, 0] += v * b_val[q]
+                    buf[j, 1] += 1.0
+            acc = dot[i]
+            cnt = coactive[i]
+            for j in range(k_large):
+                if buf[j, 1] != 0.0:  # no co-active example in the block: nothing to add
+                    acc[j] += buf[j, 0]
+                    cnt[j] += buf[j, 1]
+                    buf[j, 0] = 0.0
+                    buf[j, 1] = 0.0
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -62,19 +79,21 @@ def _best_parts(m, row_idx, row_val, part_idx, part_val):  # pragma: no cover - 
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _one_parts(rows, values, indptr, indices, data, dot, co, mass):  # pragma: no cover - compiled
-    n_parts = dot.shape[0]
+def _one_parts(rows, values, indptr, indices, data, acc):  # pragma: no cover - compiled
+    # acc[t] is (K_t, 3): dot, count, mass of thread t's rows, interleaved so that one entry's
+    # three updates share a cache line (1.15-1.25x over three separate rows at real scale).
+    n_parts = acc.shape[0]
     for t in numba.prange(n_parts):
-        d, c, m = dot[t], co[t], mass[t]
+        a = acc[t]
         for k in range(t * len(rows) // n_parts, (t + 1) * len(rows) // n_parts):
             n = rows[k]
             v = np.float64(values[k])
             for q in range(indptr[n], indptr[n + 1]):
                 j = indices[q]
                 x = np.float64(data[q])
-                d[j] += v * x
-                c[j] += 1
-                m[j] += x
+                a[j, 0] += v * x
+                a[j, 1] += 1.0
+                a[j, 2] += x
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -13,8 +13,9 @@ NaN-filled copies (which were most of ``align``'s time after the pair sums: 9.6 
 
 The pair kernel walks the smaller side's features in parallel (numba ``prange``; each thread owns
 whole output rows, so there are no races); for feature ``i`` it visits the examples where it is
-active and adds that example's row of the other side into ``dot[i]`` and ``coactive[i]``, rows of
-K_large entries that stay in the core's L2 cache. Products and sums are float64 (the codes are
+active and adds that example's row of the other side into a per-thread (K_large, 2) row holding
+product and count side by side (it stays in the core's L2 cache, and one update touches one
+cache line), then adds that row into ``dot[i]`` and ``coactive[i]``. Products and sums are float64 (the codes are
 float32, so each product is exact and only the running sums round, like the matcher's float64
 ``pair_sums``). Callers pass row blocks of examples, so the other side's rows being read stay in
 cache and memory stays bounded (:func:`splatnlp.mechinterp.analysis.metrics.streamed.pair_sums_streamed`).
@@ -89,16 +90,15 @@ def one_against_all(
     k_t = target_csr.shape[1]
     rows = np.asarray(rows)
     n_parts = max(1, min(_n_threads(), len(rows) // 4096 + 1))  # threads pay off past ~4k rows
-    dot = np.zeros((n_parts, k_t))
-    co = np.zeros((n_parts, k_t), dtype=np.int64)
-    mass = np.zeros((n_parts, k_t))
+    acc = np.zeros((n_parts, k_t, 3))  # dot, count (exact in float64 below 2**53), mass
     if len(rows):
         # np.asarray drops the memmap subclass without copying: numba types plain arrays.
         _jit()._one_parts(
             rows, np.asarray(values), np.asarray(target_csr.indptr), np.asarray(target_csr.indices),
-            np.asarray(target_csr.data), dot, co, mass,
+            np.asarray(target_csr.data), acc,
         )
-    return dot.sum(0), co.sum(0), mass.sum(0)
+    total = acc.sum(0)
+    return total[:, 0].copy(), total[:, 1].astype(np.int64), total[:, 2].copy()
 
 
 def best_of_rows_and_columns(matrix: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -196,7 +196,7 @@ def accumulate_pair_sums(
     if coactive is None:
         _jit()._dot(*args, dot)
     else:
-        _jit()._dot_and_count(*args, dot, coactive)
+        _jit()._dot_and_count(*args, dot, coactive, _n_threads())
 
 
 def children_gram(large_csr, small_csr, parent: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
