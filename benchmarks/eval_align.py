@@ -31,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.worlds.scoring import (  # noqa: E402
     best_threshold,
     binary_scores,
+    confidence_counts,
     membership_accuracy,
     pair_scores,
 )
 from splatnlp.mechinterp.analysis.align.dictionary import METRICS, AlignOptions, align_contexts  # noqa: E402
+from splatnlp.mechinterp.analysis.align.tables import larger_side_confidence  # noqa: E402
 from splatnlp.mechinterp.context import MechInterpContext  # noqa: E402
 from splatnlp.mechinterp.context import config as cfg  # noqa: E402
 from splatnlp.mechinterp.demo.build import load_ground_truth  # noqa: E402
@@ -93,6 +95,13 @@ def main() -> None:
     }
     if truth.ultra_parents is not None:
         results["trained"] = trained_scores(tables, truth)
+    else:  # planted: children and equivalents have their one planted parent
+        category = np.where(np.isin(ucls, ("child", "equivalent")), "child", ucls).tolist()
+        expected = [[int(p)] if p >= 0 else [] for p in planted_parent]
+        levels = [level or None for level in larger_side_confidence(tables.b)]
+        results["confidence"] = confidence_counts(
+            category, expected, B.astype(str).tolist(), tables.b["parent"].tolist(), levels
+        )
     results["report"] = report.model_dump(mode="json")
 
     print(f"{truth.preset} demo, {full.n_examples} examples: align_contexts(full, ultra) {elapsed:.1f} s")
@@ -114,6 +123,8 @@ def main() -> None:
         f"split counts: exact {sc['exact']:.3f}, within 1 {sc['within_1']:.3f} "
         f"(mean planted {sc['mean_planted']:.1f}, assigned {sc['mean_assigned']:.1f})"
     )
+    if "confidence" in results:
+        print("verdicts right by confidence: " + _confidence_cells(results["confidence"]))
     if "trained" in results:
         t = results["trained"]
         print("trained SAEs (scored Ultra latents track a concept):", json.dumps(t["counts"]))
@@ -125,11 +136,21 @@ def main() -> None:
             f"  split pairs (assigned): P {t['split_precision']:.3f} R {t['split_recall']:.3f}; "
             f"equivalent pairs: P {t['equivalent_precision']:.3f} R {t['equivalent_recall']:.3f}"
         )
+        print("  verdicts right by confidence: " + _confidence_cells(t["confidence"]))
     print(report.summary())
     print("timings (s):", report.timings_s)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
+
+
+def _confidence_cells(counts: dict[str, dict[str, list[int]]]) -> str:
+    """``scoring.confidence_counts`` in a line: share right and n per verdict kind and level."""
+    return ", ".join(
+        f"{kind} {level} {right / n:.3f} (n={n})"
+        for kind, levels in counts.items()
+        for level, (right, n) in sorted(levels.items())
+    )
 
 
 def trained_scores(tables, truth) -> dict:
@@ -154,6 +175,10 @@ def trained_scores(tables, truth) -> dict:
     true_split = [(f, u) for f, us in by_parent.items() if len(us) >= 2 for u in us]
     asg = pair_scores([(int(parent[u]), int(u)) for u in np.flatnonzero(parent >= 0) if int(parent[u]) in split_parents], true_split)
     true_eq = [(truth.ultra_parent[u], int(u)) for u in np.flatnonzero(ucls == "equivalent")]
+    # An equivalent latent is a child with one acceptable parent, as eval_worlds scores it.
+    category = np.where(ucls == "equivalent", "child", ucls).tolist()
+    levels = [level or None for level in larger_side_confidence(tables.b)]
+    confidence = confidence_counts(category, list(expected), label.tolist(), parent.tolist(), levels)
     eq = pair_scores([(int(parent[u]), int(u)) for u in np.flatnonzero(label == "equivalent")], true_eq)
     return {
         "counts": {c: int((ucls == c).sum()) for c in sorted(set(ucls))} | {"full_" + c: int((fcls == c).sum()) for c in sorted(set(fcls))},
@@ -164,6 +189,7 @@ def trained_scores(tables, truth) -> dict:
         "novel_oracle_f1": oracle.f1, "novel_oracle_threshold": float(cut),
         "split_precision": asg.precision, "split_recall": asg.recall,
         "equivalent_precision": eq.precision, "equivalent_recall": eq.recall,
+        "confidence": confidence,
         "training": truth.training,
     }
 

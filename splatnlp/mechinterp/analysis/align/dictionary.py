@@ -61,7 +61,12 @@ from splatnlp.mechinterp.analysis.align.report import (
     MetricSummary,
     NullSummary,
 )
-from splatnlp.mechinterp.analysis.align.tables import AlignmentTables, load_tables, save_tables
+from splatnlp.mechinterp.analysis.align.tables import (
+    AlignmentTables,
+    larger_side_confidence,
+    load_tables,
+    save_tables,
+)
 from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics import pairs as M
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
@@ -295,6 +300,17 @@ def _heatmap_block(
 
 def _counts(labels: np.ndarray, classes: tuple[str, ...]) -> dict[str, int]:
     return {c: int((labels == c).sum()) for c in classes}
+
+
+def _confidence_counts(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
+    """``AlignmentReport.confidence_counts`` of the larger side's arrays."""
+    labels = np.asarray(arrays["class_label"]).astype(str)
+    levels = larger_side_confidence(arrays)
+    return {
+        c: {level: int(((labels == c) & (levels == level)).sum()) for level in ("high", "low")}
+        for c in LARGE_CLASSES
+        if c != "dead"
+    }
 
 
 # -- public API --------------------------------------------------------------------------------
@@ -584,6 +600,7 @@ def align_contexts(
         class_counts_b=_counts(
             tables_b["class_label"], LARGE_CLASSES if larger == "b" else SMALL_CLASSES
         ),
+        confidence_counts=_confidence_counts(tables_a if larger == "a" else tables_b),
         hungarian=hungarian,
         hungarian_skipped=skipped,
         null=null,

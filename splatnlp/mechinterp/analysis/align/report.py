@@ -215,6 +215,10 @@ class AlignmentReport(BaseModel):
     metrics: dict[str, MetricSummary]
     class_counts_a: dict[str, int]
     class_counts_b: dict[str, int]
+    confidence_counts: dict[str, dict[str, int]] = {}
+    """The larger side's verdicts by class and ``verdicts.confidence``, e.g. ``{"novel": {"high":
+    1000, "low": 301}}`` (dead features have none; empty in reports saved before it existed):
+    how many verdicts to check on examples before acting on them."""
     hungarian: HungarianSummary | None
     hungarian_skipped: str | None
     """Why the Hungarian assignment was skipped (sizes too different), or None."""
@@ -251,6 +255,12 @@ class AlignmentReport(BaseModel):
             f"  {self.a_model}: " + ", ".join(f"{k} {v}" for k, v in self.class_counts_a.items()),
             f"  {self.b_model}: " + ", ".join(f"{k} {v}" for k, v in self.class_counts_b.items()),
         ]
+        if self.confidence_counts:
+            larger = self.a_model if self.larger_side == "a" else self.b_model
+            lines.append(
+                f"  {larger} confidence, high / low (check low ones on examples): "
+                + ", ".join(f"{k} {v.get('high', 0)} / {v.get('low', 0)}" for k, v in self.confidence_counts.items())
+            )
         if self.cka is not None:
             cka = "n/a" if self.cka.value is None else f"{self.cka.value:.3f}"
             q = self.cka.null_quantiles

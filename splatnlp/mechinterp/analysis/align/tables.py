@@ -62,6 +62,7 @@ __all__ = [
     "AlignmentTables",
     "check_output_dir",
     "feature_rows",
+    "larger_side_confidence",
     "load_tables",
     "save_tables",
 ]
@@ -180,7 +181,7 @@ class AlignmentTables:
             parent_coactive_correlation=_finite(arrays["parent_coactive_correlation"][feature]) if parent >= 0 else None,
             parent_coactive_count=int(arrays["parent_coactive_count"][feature]) if parent >= 0 else None,
             nesting=_finite(arrays["nesting"][feature]),
-            confidence=(_confidence(arrays, feature)[0] or None) if larger else None,
+            confidence=(larger_side_confidence(arrays, feature)[0] or None) if larger else None,
             children=children.tolist(),
             children_scores=other["parent_score"][children].tolist(),
             hungarian=partner if partner >= 0 else None,
@@ -287,7 +288,7 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for key, model, arrays in (("a", r.a_model, tables.a), ("b", r.b_model, tables.b)):
         n_children = arrays["n_assigned"]
-        levels = _confidence(arrays) if key == r.larger_side else None
+        levels = larger_side_confidence(arrays) if key == r.larger_side else None
         for f in range(len(arrays["count"])):
             parent = int(arrays["parent"][f])
             row: dict[str, Any] = {
@@ -315,7 +316,7 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
     return rows
 
 
-def _confidence(arrays: dict[str, np.ndarray], feature: int | None = None) -> np.ndarray:
+def larger_side_confidence(arrays: dict[str, np.ndarray], feature: int | None = None) -> np.ndarray:
     """``verdicts.confidence`` of the larger side's features (every one, or only ``feature``: a
     query must not pay for the whole dictionary): its parent's correlation when it has one (the
     parent is its best-correlated candidate), else its best."""

@@ -137,6 +137,15 @@ def test_features_csv_has_the_documented_columns_and_the_arrays_values(pair: Pai
         rows = list(reader)
     r = tables.report
     assert len(rows) == r.n_features_a + r.n_features_b
+    # The report's confidence counts are the larger side's rows, by class and level.
+    larger = r.a_model if r.larger_side == "a" else r.b_model
+    tally: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row["model"] == larger and row["class"] != "dead":
+            level = tally.setdefault(row["class"], {"high": 0, "low": 0})
+            level[row["confidence"]] += 1
+    assert {c: n for c, n in r.confidence_counts.items() if n["high"] + n["low"]} == tally
+    assert "confidence, high / low" in r.summary()
     assert {row["model"] for row in rows} == {r.a_model, r.b_model}
     for row in rows:
         looked = tables.lookup(row["model"], int(row["feature"]))
