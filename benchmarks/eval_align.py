@@ -96,12 +96,8 @@ def main() -> None:
     if truth.ultra_parents is not None:
         results["trained"] = trained_scores(tables, truth)
     else:  # planted: children and equivalents have their one planted parent
-        category = np.where(np.isin(ucls, ("child", "equivalent")), "child", ucls).tolist()
         expected = [[int(p)] if p >= 0 else [] for p in planted_parent]
-        levels = [level or None for level in larger_side_confidence(tables.b)]
-        results["confidence"] = confidence_counts(
-            category, expected, B.astype(str).tolist(), tables.b["parent"].tolist(), levels
-        )
+        results["confidence"] = _confidence(tables, ucls, expected)
     results["report"] = report.model_dump(mode="json")
 
     print(f"{truth.preset} demo, {full.n_examples} examples: align_contexts(full, ultra) {elapsed:.1f} s")
@@ -144,6 +140,16 @@ def main() -> None:
             json.dump(results, fh, indent=2)
 
 
+def _confidence(tables, ucls: np.ndarray, expected: list) -> dict[str, dict[str, list[int]]]:
+    """``scoring.confidence_counts`` of the Ultra side (``tables.b``); an equivalent latent is a
+    child with its acceptable parents, as eval_worlds scores it."""
+    category = np.where(ucls == "equivalent", "child", ucls).tolist()
+    return confidence_counts(
+        category, expected, tables.b["class_label"].astype(str).tolist(), tables.b["parent"].tolist(),
+        larger_side_confidence(tables.b).tolist(),
+    )
+
+
 def _confidence_cells(counts: dict[str, dict[str, list[int]]]) -> str:
     """``scoring.confidence_counts`` in a line: share right and n per verdict kind and level."""
     return ", ".join(
@@ -175,10 +181,7 @@ def trained_scores(tables, truth) -> dict:
     true_split = [(f, u) for f, us in by_parent.items() if len(us) >= 2 for u in us]
     asg = pair_scores([(int(parent[u]), int(u)) for u in np.flatnonzero(parent >= 0) if int(parent[u]) in split_parents], true_split)
     true_eq = [(truth.ultra_parent[u], int(u)) for u in np.flatnonzero(ucls == "equivalent")]
-    # An equivalent latent is a child with one acceptable parent, as eval_worlds scores it.
-    category = np.where(ucls == "equivalent", "child", ucls).tolist()
-    levels = [level or None for level in larger_side_confidence(tables.b)]
-    confidence = confidence_counts(category, list(expected), label.tolist(), parent.tolist(), levels)
+    confidence = _confidence(tables, ucls, list(expected))
     eq = pair_scores([(int(parent[u]), int(u)) for u in np.flatnonzero(label == "equivalent")], true_eq)
     return {
         "counts": {c: int((ucls == c).sum()) for c in sorted(set(ucls))} | {"full_" + c: int((fcls == c).sum()) for c in sorted(set(fcls))},

@@ -212,10 +212,11 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
             novel_oracle_accuracy=oracle.accuracy,
         )
 
-    # How often verdicts of each confidence level were right (read from features.csv's rows).
-    from splatnlp.mechinterp.analysis.align.tables import feature_rows
+    # How often verdicts of each confidence level were right (features.csv's column, by the same
+    # function; "" for dead features, which are not scored).
+    from splatnlp.mechinterp.analysis.align.tables import larger_side_confidence
 
-    level = [r["confidence"] for r in feature_rows(tables) if r["model"] == "ultra"]
+    level = larger_side_confidence(ultra_tab).tolist()
     row["confidence"] = confidence_counts(category.tolist(), expected, ultra_class.tolist(), parent.tolist(), level)
 
     # Where the parent and novel verdicts go wrong, by what the Full latent is to the feature;
