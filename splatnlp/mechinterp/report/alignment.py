@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from splatnlp.mechinterp.analysis.metrics.verdicts import (
     COACTIVE_MIN_CORRELATION,
     DECODER_MIN_CORRELATION,
+    EQUIVALENT_SIBLING_ASYMMETRY,
+    EQUIVALENT_SIBLINGS_INSIDE,
 )
 from splatnlp.mechinterp.report.folder import (
     INDEX,
@@ -200,7 +202,10 @@ def _equivalent_rule(o) -> str:
         f"decoder cosine >= {o.equivalent_decoder_cosine:g} with correlation >= {DECODER_MIN_CORRELATION:g}, "
         f"or correlation >= {o.equivalent_correlation:g}, "
         f"or co-active correlation (family-wise lower bound) >= {o.equivalent_coactive_correlation:g} with "
-        f"correlation >= {COACTIVE_MIN_CORRELATION:g}"
+        f"correlation >= {COACTIVE_MIN_CORRELATION:g}, "
+        f"or, beside siblings, theirs lie inside it (>= {EQUIVALENT_SIBLINGS_INSIDE:g}, and "
+        f"{EQUIVALENT_SIBLING_ASYMMETRY:g} more than it lies inside theirs) with correlation >= "
+        f"{COACTIVE_MIN_CORRELATION:g}"
     )
 
 

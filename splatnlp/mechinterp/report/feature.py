@@ -247,6 +247,8 @@ def _verdict_section(report: MatchReport) -> Markup:
             ("its 95 % lower bound", "parent_containment_lower"),
             ("nesting (best candidate)", "best_nesting"),
             ("parent's children", "parent_n_children"),
+            ("siblings inside it", "siblings_inside"),
+            ("it inside its siblings", "inside_siblings"),
         )
         shown: list[str] = []
         if v.side == "larger" or v.parent is not None:

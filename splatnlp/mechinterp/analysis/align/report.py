@@ -60,6 +60,8 @@ SIDE_ARRAYS: tuple[str, ...] = (
     "parent_coactive_correlation",
     "parent_coactive_count",
     "nesting",
+    "siblings_inside",
+    "inside_siblings",
     "n_assigned",
     "hungarian",
     "hungarian_score",
@@ -316,6 +318,13 @@ class AlignedFeature(BaseModel):
     """Larger side: how much of the feature's activation lies inside its best-correlated
     smaller-side feature beyond chance (95 % lower bound, ``verdicts.nesting_lower_bound``): the
     evidence of a parent below the correlation cut."""
+    siblings_inside: float | None = None
+    """Larger side, beside siblings (other features with its parent): how much of their
+    activation lies on its active examples, beyond chance (mean over them,
+    ``siblings.sibling_nesting``); with ``inside_siblings``, the evidence of ``equivalent`` by
+    siblings."""
+    inside_siblings: float | None = None
+    """The reverse: how much of its activation lies on theirs."""
     confidence: Literal["high", "low"] | None = None
     """Larger side: ``verdicts.confidence`` of the class (``high``: the parent holds most of the
     feature's activation, or novel far below the cut; ``low``: check it on examples first;

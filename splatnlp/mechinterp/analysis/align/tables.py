@@ -82,6 +82,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "parent_coactive_correlation",
     "parent_coactive_count",
     "nesting",
+    "siblings_inside",
+    "inside_siblings",
     "confidence",
     "n_children",
     "count",
@@ -99,7 +101,10 @@ evidence the assignment rests on), ``parent_decoder_cosine`` and ``parent_coacti
 (the pair's correlation over the examples where both are active, measured on
 ``parent_coactive_count`` of them: the evidence of ``equivalent``), ``nesting`` (larger side: the share of its activation inside its best-correlated smaller-side
 feature beyond chance, 95 % lower bound; a parent below the correlation cut needs >= 0.5),
-``confidence`` (larger side: ``high`` or ``low``, how often such a verdict was right on the
+``siblings_inside`` and ``inside_siblings`` (larger side, beside siblings, i.e. other features
+with the same parent: how much of their activation lies on its active examples beyond chance, and
+the reverse, means over them; ``equivalent`` by siblings when the first is >= 0.6 and exceeds the
+second by >= 0.45 with r >= 0.5), ``confidence`` (larger side: ``high`` or ``low``, how often such a verdict was right on the
 evaluation worlds, ``verdicts.confidence``; empty on the smaller side and for dead features),
 ``n_children`` (smaller side: larger-side features assigned
 to it), ``count`` (examples where active), and per metric the best match in the other model
@@ -181,6 +186,8 @@ class AlignmentTables:
             parent_coactive_correlation=_finite(arrays["parent_coactive_correlation"][feature]) if parent >= 0 else None,
             parent_coactive_count=int(arrays["parent_coactive_count"][feature]) if parent >= 0 else None,
             nesting=_finite(arrays["nesting"][feature]),
+            siblings_inside=_finite(arrays["siblings_inside"][feature]),
+            inside_siblings=_finite(arrays["inside_siblings"][feature]),
             confidence=(larger_side_confidence(arrays, feature)[0] or None) if larger else None,
             children=children.tolist(),
             children_scores=other["parent_score"][children].tolist(),
@@ -210,6 +217,11 @@ def _aligned_null_reasons(a: AlignedFeature, *, larger: bool, hungarian_skipped:
             ),
             "nesting": "undefined: the parent is active on every example",
         }
+    why["siblings_inside"] = why["inside_siblings"] = (
+        "the sibling evidence is for the larger side's features" if not larger
+        else f"no parent: the class is {a.class_label}" if a.parent is None
+        else "no sibling: no other feature has this parent (or none has a defined share)"
+    )
     why["confidence"] = (
         "measured for larger-side verdicts only; a smaller-side class follows from its children's" if not larger
         else "the feature is never active: there is no verdict to doubt"
@@ -303,6 +315,8 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 ),
                 "parent_coactive_count": int(arrays["parent_coactive_count"][f]) if parent >= 0 else None,
                 "nesting": _finite(arrays["nesting"][f]),
+                "siblings_inside": _finite(arrays["siblings_inside"][f]),
+                "inside_siblings": _finite(arrays["inside_siblings"][f]),
                 "confidence": (levels[f] or None) if levels is not None else None,
                 "n_children": int(n_children[f]),
                 "count": int(arrays["count"][f]),

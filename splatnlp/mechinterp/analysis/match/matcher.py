@@ -36,6 +36,7 @@ from splatnlp.mechinterp.analysis.match.reports import (
     Verdict,
 )
 from splatnlp.mechinterp.analysis.metrics import pairs as M
+from splatnlp.mechinterp.analysis.metrics import siblings as SIB
 from splatnlp.mechinterp.analysis.metrics import stitching as ST
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.features import FeatureArrays
@@ -204,6 +205,7 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
         why = dict.fromkeys(parent_fields, no_parent)
         why["best_nesting"] = "the nesting test is for larger-side features (the parent rule)"
         why["equivalent_by"] = "given on the larger-side feature's verdict (match it from the other side)"
+        why["siblings_inside"] = why["inside_siblings"] = "the sibling evidence is for larger-side features"
         why["information_test"] = "the stitching test is for larger-side features"
         why["confidence"] = why["confidence_basis"] = (
             "measured for larger-side verdicts only (a parent or novel); a smaller-side class follows from its children's"
@@ -231,7 +233,11 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
     )
     why["equivalent_by"] = (
         f"not equivalent: the verdict is {v.label}" if v.parent is None
-        else f"the parent pair passes no equivalence test (decoder cosine, correlation, co-active correlation): {v.label}"
+        else f"the parent pair passes no equivalence test (decoder cosine, correlation, co-active correlation, siblings): {v.label}"
+    )
+    why["siblings_inside"] = why["inside_siblings"] = (
+        f"no parent: the verdict is {v.label}" if v.parent is None
+        else "no sibling: no other feature has this parent (or none has a defined share)"
     )
     why["information_test"] = "not computed"
     why["confidence"] = why["confidence_basis"] = "the feature is never active: there is no verdict to doubt"
@@ -333,6 +339,8 @@ class FeatureMatcher:
             "parent_coactive_correlation": large["parent_coactive_correlation"],
             "parent_coactive_count": large["parent_coactive_count"],
             "nesting": large["nesting"],
+            "siblings_inside": large["siblings_inside"],
+            "inside_siblings": large["inside_siblings"],
             "best": large["best_activation_correlation_index"],
         }
 
@@ -460,9 +468,19 @@ class FeatureMatcher:
             related = corr >= opt.related_correlation
         parent_pair = self._parent_pairs(feature, corr, related, mass) & np.isfinite(corr)
         coactive_lower = np.full(n_t, np.nan)
+        sib_in, sib_of = np.full(n_t, np.nan), np.full(n_t, np.nan)
+        # The sibling test needs the parent's other children: known from the smaller side (its
+        # children are the parent pairs) and from an alignment; from the larger side without one
+        # it costs a pass of the parent over the codes, which the verdict pays anyway and a
+        # MatchOptions(verdict=False) query skips (its relations then leave that test out).
+        siblings_known = (not self._source_is_larger) or self._table is not None or opt.verdict
+        if not self._source_is_larger and parent_pair.any():
+            self._children_of(feature, corr, dec, mass)
         for t in np.flatnonzero(parent_pair):
             pair = (feature, int(t)) if self._source_is_larger else (int(t), feature)
             coactive_lower[t] = self._coactive(*pair)[2]
+            if siblings_known:
+                sib_in[t], sib_of[t] = self._sibling_of(*pair)
         relation = V.pair_relations(
             corr,
             dec,
@@ -473,6 +491,8 @@ class FeatureMatcher:
             equivalent_correlation=opt.equivalent_correlation,
             coactive_lower=coactive_lower,
             equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
+            siblings_inside=sib_in if siblings_known else None,
+            inside_siblings=sib_of if siblings_known else None,
         )
 
         return _Scores(
@@ -697,14 +717,44 @@ class FeatureMatcher:
         ids, c, d = ids[order], c[order], d[order]
         opt = self.options
         lower = np.array([self._coactive(int(u), small_feature)[2] for u in ids], dtype=np.float64)
+        inside, inside_of = self._sibling_evidence(ids)
+        self._siblings.update({int(u): (float(a), float(b)) for u, a, b in zip(ids, inside, inside_of, strict=True)})
         self._children[small_feature] = (
             ids, c, d,
             V.is_equivalent(
                 c, d, opt.equivalent_decoder_cosine, opt.equivalent_correlation,
                 coactive_lower=lower, equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
+                siblings_inside=inside, inside_siblings=inside_of,
             ),
         )
         return self._children[small_feature]
+
+    @cached_property
+    def _siblings(self) -> dict[int, tuple[float, float]]:
+        """(siblings_inside, inside_siblings) of larger-side features whose parent's children
+        were listed (:meth:`_children_of`)."""
+        return {}
+
+    def _sibling_evidence(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``siblings.sibling_nesting`` of one parent's children ``ids`` (any order; float64 (q,)
+        each, in that order): the alignment's when it holds them, else from their codes, sliced
+        in ascending id order as the alignment does, so that both get the same bits."""
+        if self._table is not None:
+            return self._table["siblings_inside"][ids], self._table["inside_siblings"][ids]
+        large_ctx, _ = self._large
+        order = np.argsort(ids, kind="stable")
+        inside, inside_of = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
+        if len(ids) >= 2:
+            inside[order], inside_of[order] = SIB.sibling_nesting(large_ctx.codes.csc[:, ids[order]], self.n_examples)
+        return inside, inside_of
+
+    def _sibling_of(self, large_feature: int, small_feature: int) -> tuple[float, float]:
+        """(siblings_inside, inside_siblings) of a larger-side feature among ``small_feature``'s
+        children (its parent's): NaN when it has no sibling."""
+        if self._table is not None and self._table["parent"][large_feature] == small_feature:
+            return float(self._table["siblings_inside"][large_feature]), float(self._table["inside_siblings"][large_feature])
+        self._children_of(small_feature)
+        return self._siblings.get(int(large_feature), (float("nan"), float("nan")))
 
     def _null(self, feature: int, scores: _Scores) -> tuple[NullModel, _PValues]:
         """The null model and per-target p-values (family-wise over all candidates)."""
@@ -882,9 +932,11 @@ class FeatureMatcher:
             )
         siblings, *_ = self._children_of(p)
         co_r, co_n, co_lower = self._coactive(feature, p)
+        s_in, s_of = self._sibling_of(feature, p)
         by = V.equivalent_by(
             corr[p], dec[p], opt.equivalent_decoder_cosine, opt.equivalent_correlation,
             coactive_lower=co_lower, equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
+            siblings_inside=s_in, inside_siblings=s_of,
         )[0] or None
         label = str(V.large_side_classes([True], [by is not None], [len(siblings)], [count])[0])
         contained = scores.metric.at("p_target_given_source", p)[0]
@@ -902,6 +954,12 @@ class FeatureMatcher:
                     f"co-active correlation {co_r:.3f} on {co_n} examples (family-wise lower bound "
                     f"{co_lower:.3f} >= {opt.equivalent_coactive_correlation}), r = {corr[p]:.3f} >= "
                     f"{V.COACTIVE_MIN_CORRELATION}"
+                ),
+                "siblings": (
+                    f"its {len(siblings) - 1} sibling(s) lie inside it (chance-corrected share {s_in:.3f} >= "
+                    f"{V.EQUIVALENT_SIBLINGS_INSIDE}) and it does not lie inside them ({s_of:.3f}, "
+                    f"{s_in - s_of:.3f} less, >= {V.EQUIVALENT_SIBLING_ASYMMETRY}), r = {corr[p]:.3f} >= "
+                    f"{V.COACTIVE_MIN_CORRELATION}: it reads its parent's feature, not a part of it"
                 ),
                 None: "",
             }[by],
@@ -927,6 +985,8 @@ class FeatureMatcher:
             parent_coactive_correlation=_opt(co_r),
             parent_coactive_count=co_n,
             parent_coactive_lower=_opt(co_lower),
+            siblings_inside=_opt(s_in),
+            inside_siblings=_opt(s_of),
             rule=f"parent {other} {p}, the best-correlated ({how}); {why}",
             significance=V.SIGNIFICANCE_BASIS,
             information_test=info,

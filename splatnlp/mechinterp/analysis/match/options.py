@@ -71,7 +71,9 @@ class MatchOptions(BaseModel):
     """Compute ``report.verdict``. For a larger-side source it needs the parent's other children
     (one pass of the parent over the larger dictionary plus a reverse pass per candidate: about
     0.6 s a query at real scale); False skips it for throughput. ``is_unique`` is the same
-    either way."""
+    either way. Without the verdict and without an alignment, a larger-side source's pair
+    relations also leave out the sibling test of ``equivalent`` (it needs those children), so
+    such a pair can read ``source_part_of_target`` where the verdict says ``equivalent``."""
     compiled: bool = False
     """Run each query's sums with the compiled kernel (numba; ``analysis/metrics/kernels.py``)
     instead of scipy's row gather: the same sums, 3-4x faster warm at real scale (Ultra source

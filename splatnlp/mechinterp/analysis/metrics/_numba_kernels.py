@@ -130,11 +130,14 @@ def _inside_parts(l_ptr, l_idx, l_val, s_ptr, s_idx, s_val, cand, k_small, total
 
 @numba.njit(cache=True, nogil=True)
 def _children_gram_rows(
-    indptr, indices, data, parent, local, n_children, offsets, gram, s_ptr, s_idx, covered, r0, r1
+    indptr, indices, data, parent, local, n_children, offsets, acc, s_ptr, s_idx, covered, r0, r1
 ):  # pragma: no cover - compiled
     # Per example: each active child of a parent pairs with the earlier active children of the
     # same parent in that example (a linked list per parent, reset after the example); a parent
-    # active there with at least one active child counts the example as covered.
+    # active there with at least one active child counts the example as covered. ``acc[:, 0]``
+    # is the Gram matrix, ``acc[:, 1]`` sums, for each pair, one child's fourth power where the
+    # other is active (the sibling evidence of ``equivalent``, metrics/siblings.py): side by
+    # side, so that a pair's two updates share a cache line.
     head = np.full(len(n_children), -1, dtype=np.int64)
     small_on = np.zeros(len(n_children), dtype=np.bool_)
     longest = 1
@@ -154,15 +157,22 @@ def _children_gram_rows(
             base = offsets[p]
             i = local[u]
             v = np.float64(data[k])
-            gram[base + i * q + i] += v * v
+            acc[base + i * q + i, 0] += v * v
             e = head[p]
             if e < 0 and small_on[p]:
                 covered[p] += 1
+            v2 = v * v
             while e >= 0:
                 j = local[indices[e]]
-                w = v * np.float64(data[e])
-                gram[base + i * q + j] += w
-                gram[base + j * q + i] += w
+                x = np.float64(data[e])
+                w = v * x
+                x2 = x * x
+                ij = base + i * q + j
+                ji = base + j * q + i
+                acc[ij, 0] += w
+                acc[ij, 1] += x2 * x2
+                acc[ji, 0] += w
+                acc[ji, 1] += v2 * v2
                 e = after[e - lo]
             after[k - lo] = head[p]
             head[p] = k
@@ -175,13 +185,13 @@ def _children_gram_rows(
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _children_gram(indptr, indices, data, parent, local, n_children, offsets, grams, s_ptr, s_idx, covered):  # pragma: no cover - compiled
-    # One block of examples per row of ``grams`` and ``covered`` (one per thread); the caller
+def _children_gram(indptr, indices, data, parent, local, n_children, offsets, accs, s_ptr, s_idx, covered):  # pragma: no cover - compiled
+    # One block of examples per row of ``accs`` and ``covered`` (one per thread); the caller
     # sums the rows.
-    n_parts = grams.shape[0]
+    n_parts = accs.shape[0]
     n = len(indptr) - 1
     for t in numba.prange(n_parts):
         _children_gram_rows(
-            indptr, indices, data, parent, local, n_children, offsets, grams[t], s_ptr, s_idx, covered[t],
-            t * n // n_parts, (t + 1) * n // n_parts,
+            indptr, indices, data, parent, local, n_children, offsets, accs[t], s_ptr, s_idx,
+            covered[t], t * n // n_parts, (t + 1) * n // n_parts,
         )

@@ -98,7 +98,7 @@ def test_children_gram_is_each_parents_dense_product() -> None:
     small = sp.random(150, 9, density=0.5, random_state=5, dtype=np.float32).toarray()
     parent = rng.integers(-1, 6, 40)
     parent[7] = 8  # a parent of one child; 6 and 7 have none
-    offsets, gram, covered = kernels.children_gram(sp.csr_matrix(dense), sp.csr_matrix(small), parent)
+    offsets, gram, covered, inside4 = kernels.children_gram(sp.csr_matrix(dense), sp.csr_matrix(small), parent)
     x = dense.astype(np.float64)
     assert offsets.shape == (10,) and offsets[-1] == len(gram) and covered.shape == (9,)
     for s in range(9):
@@ -109,6 +109,12 @@ def test_children_gram_is_each_parents_dense_product() -> None:
         got = gram[offsets[s] : offsets[s + 1]].reshape(q, q)
         np.testing.assert_allclose(got, want, rtol=float_tol(np.float64, len(x)), atol=0)
         assert covered[s] == int(((small[:, s] > 0) & (dense[:, children] > 0).any(axis=1)).sum())
+        # Child j's fourth power where child i is active (off the diagonal: the sibling sums).
+        c = x[:, children]
+        want4 = (c > 0).astype(np.float64).T @ c**4
+        got4 = inside4[offsets[s] : offsets[s + 1]].reshape(q, q)
+        off = ~np.eye(q, dtype=bool)
+        np.testing.assert_allclose(got4[off], want4[off], rtol=float_tol(np.float64, len(x)), atol=0)
     with pytest.raises(ValueError, match=r"parent has shape \(3,\)"):
         kernels.children_gram(sp.csr_matrix(dense), sp.csr_matrix(small), parent[:3])
     with pytest.raises(ValueError, match="parent holds 8; the smaller side has 5 features"):

@@ -204,14 +204,34 @@ def test_matcher_verdicts_are_the_alignment_classes_on_the_tiny_demo(tiny_demo_d
     _check_verdicts(full, ultra, tiny_alignment, small_ids, large_ids)
 
 
-def test_a_rare_nested_child_below_the_correlation_cut_is_a_child_everywhere(tmp_path) -> None:
-    """Large feature 0 fires on 2 % of examples, always inside small feature 0 (30 %): its
-    correlation is capped near sqrt(0.02 / 0.3 * 0.7 / 0.98) ~ 0.22 < 0.3, but it is nested.
-    Large feature 1 fires as rarely, independently: novel. Both views and the decomposition agree."""
+def _planted_pair(tmp_path, rng, small: np.ndarray, large: np.ndarray, *, first_background: int):
+    """Full and Ultra contexts of two small code matrices whose columns 1.. (Full) and
+    ``first_background``.. (Ultra) are filled with unrelated background features, and their
+    alignment: ``(full, ultra, tables)``."""
     import scipy.sparse as sp
     from helpers import random_examples, random_sae
 
     from splatnlp.mechinterp.context import build_context
+
+    n = len(small)
+    for j in range(1, small.shape[1]):
+        small[:, j] = (rng.random(n) < 0.2) * rng.uniform(0.5, 1.5, n)
+    for j in range(first_background, large.shape[1]):
+        large[:, j] = (rng.random(n) < 0.2) * rng.uniform(0.5, 1.5, n)
+    examples = random_examples(rng, n)
+    full = build_context(tmp_path / "full", sae=random_sae(1, n_features=small.shape[1]), examples=examples,
+                         codes=sp.csr_matrix(small), model_type="full", n_top_examples=10, progress=False)
+    ultra = build_context(tmp_path / "ultra", sae=random_sae(2, n_features=large.shape[1]), examples=examples,
+                          codes=sp.csr_matrix(large), model_type="ultra", n_top_examples=10, progress=False)
+    tables = align_contexts(full, ultra, options=AlignOptions(n_null_features=4, n_null_directions=4))
+    return full, ultra, tables
+
+
+def test_a_rare_nested_child_below_the_correlation_cut_is_a_child_everywhere(tmp_path) -> None:
+    """Large feature 0 fires on 2 % of examples, always inside small feature 0 (30 %): its
+    correlation is capped near sqrt(0.02 / 0.3 * 0.7 / 0.98) ~ 0.22 < 0.3, but it is nested.
+    Large feature 1 fires as rarely, independently: novel. Both views and the decomposition agree."""
+
 
     rng = np.random.default_rng(5)
     n = 4000
@@ -222,16 +242,7 @@ def test_a_rare_nested_child_below_the_correlation_cut_is_a_child_everywhere(tmp
     child_rows = parent_rows & (rng.random(n) < 0.02 / 0.3)
     large[:, 0] = child_rows * rng.uniform(0.5, 1.5, n)
     large[:, 1] = (rng.random(n) < 0.02) * rng.uniform(0.5, 1.5, n)
-    for j in range(1, 4):  # unrelated background features on both sides
-        small[:, j] = (rng.random(n) < 0.2) * rng.uniform(0.5, 1.5, n)
-    for j in range(2, 6):
-        large[:, j] = (rng.random(n) < 0.2) * rng.uniform(0.5, 1.5, n)
-    examples = random_examples(rng, n)
-    full = build_context(tmp_path / "full", sae=random_sae(1, n_features=4), examples=examples,
-                         codes=sp.csr_matrix(small), model_type="full", n_top_examples=10, progress=False)
-    ultra = build_context(tmp_path / "ultra", sae=random_sae(2, n_features=6), examples=examples,
-                          codes=sp.csr_matrix(large), model_type="ultra", n_top_examples=10, progress=False)
-    tables = align_contexts(full, ultra, options=AlignOptions(n_null_features=4, n_null_directions=4))
+    full, ultra, tables = _planted_pair(tmp_path, rng, small, large, first_background=2)
     _, u_tab = tables.side("ultra")
     r = u_tab["best_activation_correlation_score"]
     assert r[0] < 0.3 and u_tab["nesting"][0] >= V.NESTED_CONTAINMENT  # below the cut, nested
@@ -245,3 +256,67 @@ def test_a_rare_nested_child_below_the_correlation_cut_is_a_child_everywhere(tmp
     # Without the nesting test (a cut no bound reaches) it would be novel, as before.
     strict = align_contexts(full, ultra, options=AlignOptions(n_null_features=4, n_null_directions=4, nested_containment=1.0))
     assert strict.side("ultra")[1]["class_label"][0] == "novel"
+
+
+def test_a_latent_that_holds_its_siblings_is_equivalent_everywhere(tmp_path, monkeypatch) -> None:
+    """Large feature 0 fires wherever small feature 0 does (its magnitude on its own, so r ~ 0.7
+    and no other equivalence test passes); large 1 and 2 split those examples between them. 1 and
+    2 are children; 0 holds both and lies in neither: the same feature as its parent, by siblings.
+    The alignment, both matchers (from the codes and from the saved alignment) and the pair
+    relation agree."""
+    import scipy.sparse as sp
+    from helpers import random_sae
+
+    from splatnlp.mechinterp.analysis import save_tables
+    from splatnlp.mechinterp.context import build_context
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    small = np.zeros((n, 4), np.float32)
+    large = np.zeros((n, 6), np.float32)
+    on = rng.random(n) < 0.3
+    part = rng.random(n) < 0.5
+    small[:, 0] = on * rng.uniform(0.1, 2.0, n)
+    large[:, 0] = on * rng.uniform(0.1, 2.0, n)
+    large[:, 1] = (on & part) * rng.uniform(0.1, 2.0, n)
+    large[:, 2] = (on & ~part) * rng.uniform(0.1, 2.0, n)
+    full, ultra, tables = _planted_pair(tmp_path, rng, small, large, first_background=3)
+    _, u_tab = tables.side("ultra")
+    assert u_tab["parent"][:3].tolist() == [0, 0, 0]
+    assert u_tab["class_label"][:3].tolist() == ["equivalent", "split_child", "split_child"]
+    assert u_tab["siblings_inside"][0] >= V.EQUIVALENT_SIBLINGS_INSIDE
+    assert u_tab["siblings_inside"][0] - u_tab["inside_siblings"][0] >= V.EQUIVALENT_SIBLING_ASYMMETRY
+    assert u_tab["siblings_inside"][1] < V.EQUIVALENT_SIBLINGS_INSIDE
+    assert np.isnan(u_tab["siblings_inside"][3:]).all()  # no parent, no siblings
+    assert tables.side("full")[1]["class_label"][0] == "split_parent"
+    _check_verdicts(full, ultra, tables, range(4), range(6))
+
+    save_tables(tables, tmp_path / "alignment")
+    for matcher in (FeatureMatcher(ultra, full), FeatureMatcher(ultra, full, alignment=tmp_path / "alignment")):
+        report = matcher.find_matches(0)
+        v = report.verdict
+        assert v.label == "equivalent" and v.equivalent_by == "siblings", v.rule
+        assert "sibling(s) lie inside it" in v.rule
+        assert v.siblings_inside == pytest.approx(float(u_tab["siblings_inside"][0]), abs=1e-12)
+        assert v.inside_siblings == pytest.approx(float(u_tab["inside_siblings"][0]), abs=1e-12)
+        assert report.matches[0].target_feature == 0 and report.matches[0].relation == "equivalent"
+        child = matcher.find_matches(1).verdict
+        assert child.label == "split_child" and child.equivalent_by is None
+    relations = {m.target_feature: m.relation for m in FeatureMatcher(full, ultra).find_matches(0, n_top_matches=3).matches}
+    assert relations == {0: "equivalent", 1: "source_split_by_target", 2: "source_split_by_target"}
+    # Without numba, align sums the siblings from their columns instead: the same evidence.
+    from splatnlp.mechinterp.analysis.metrics import kernels
+
+    with monkeypatch.context() as m:
+        m.setattr(kernels, "AVAILABLE", False)
+        plain = align_contexts(full, ultra, options=AlignOptions(n_null_features=4, n_null_directions=4))
+    _, p_tab = plain.side("ultra")
+    assert p_tab["class_label"].tolist() == u_tab["class_label"].tolist()
+    for key in ("siblings_inside", "inside_siblings"):
+        np.testing.assert_allclose(p_tab[key], u_tab[key], rtol=1e-12, atol=1e-12)
+    # Without its siblings the same pair is a lone child, not equivalent: the rule reads them.
+    alone_codes = sp.csr_matrix(np.where(np.isin(np.arange(6), [1, 2]), 0.0, large).astype(np.float32))
+    alone_ctx = build_context(tmp_path / "alone", sae=random_sae(2, n_features=6), examples=full.examples,
+                              codes=alone_codes, model_type="ultra", n_top_examples=10, progress=False)
+    alone = align_contexts(full, alone_ctx, options=AlignOptions(n_null_features=4, n_null_directions=4))
+    assert alone.side("ultra")[1]["class_label"][0] == "partial"
