@@ -60,11 +60,12 @@ the same pair can disagree:
   with AUC 0.91-0.98 per world (the plain, unweighted activation: 0.84-0.98); the asymmetry is
   what the demos need: their planted siblings co-fire, so they hold one another (median 0.86
   on the default demo) but evenly (asymmetry median 0.00). The cuts: 0.6 the best on the dev
-  worlds, 0.45 the lowest that calls no child of either demo equivalent (0.32, the lowest
-  for the default demo alone, calls 15 of the tiny demo's; with no asymmetry cut dev reaches 0.846
-  but 15,905 default-demo children are called equivalent); dev equivalent F1 per latent 0.734 -> 0.769 (better
-  on 3 worlds, -0.007 on one), test 0.709 -> 0.767 (better on 5 of 6, -0.002 on one), the
-  default demo's classes unchanged.
+  worlds (0.5 ties; with the asymmetry cut it calls one default-demo child), 0.45 the lowest
+  that calls no child of either demo equivalent (0.32, the lowest for the default demo alone,
+  calls 15 of the tiny demo's; with no asymmetry cut dev reaches 0.846 but 15,905 default-demo
+  children are called equivalent); dev equivalent F1 per latent 0.734 -> 0.769 (better on 3
+  worlds, -0.007 on one), test 0.709 -> 0.767 (better on 5 of 6, -0.002 on one), the default
+  demo's classes unchanged.
 - **direction**: the larger feature is part of its parent (``source_part_of_target`` seen from
   the larger side, ``source_split_by_target`` from the smaller), and any other pair at or above
   ``related_correlation`` is ``partial``. Binarized containments are reported as evidence but do
