@@ -718,7 +718,8 @@ class FeatureMatcher:
         opt = self.options
         lower = np.array([self._coactive(int(u), small_feature)[2] for u in ids], dtype=np.float64)
         inside, inside_of = self._sibling_evidence(ids)
-        self._siblings.update({int(u): (float(a), float(b)) for u, a, b in zip(ids, inside, inside_of, strict=True)})
+        if self._table is None:  # with an alignment, _sibling_of reads its tables directly
+            self._siblings.update({int(u): (float(a), float(b)) for u, a, b in zip(ids, inside, inside_of, strict=True)})
         self._children[small_feature] = (
             ids, c, d,
             V.is_equivalent(

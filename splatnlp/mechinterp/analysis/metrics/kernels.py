@@ -248,8 +248,8 @@ def children_gram(
     local[order] = np.arange(len(order)) - np.repeat(starts, n_children)
     offsets = np.zeros(n_small + 1, dtype=np.int64)
     np.cumsum(n_children * n_children, out=offsets[1:])
-    # One accumulator per thread over its block of examples, summed after (each is ~4 MB at real
-    # scale: 6.8 s in one thread there).
+    # One accumulator per thread over its block of examples, summed after (each is ~8 MB at real
+    # scale with the fourth-power sums beside the Gram matrix).
     n_parts = max(1, _n_threads())
     # Gram and fourth-power sums side by side, one row per pair (at real scale on 2026-12-03:
     # 13.5-13.9 s, 12.6 s with two separate arrays; the Gram matrix alone took 8.3-8.9 s).

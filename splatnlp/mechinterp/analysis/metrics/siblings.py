@@ -102,15 +102,21 @@ def sibling_nesting_from_sums(
         total += np.bincount(indices[lo : lo + _BLOCK], weights=d, minlength=k)
     rate = np.asarray(count, dtype=np.float64) / max(n, 1)
     inside, inside_of = np.full(k, np.nan), np.full(k, np.nan)
-    has = np.flatnonzero(parent >= 0)
-    has = has[np.argsort(parent[has], kind="stable")]  # by parent, ascending ids within one
-    starts = np.searchsorted(parent[has], np.arange(len(offsets)))
-    for s in np.flatnonzero(np.diff(offsets) >= 4):  # parents with two children or more
-        group = has[starts[s] : starts[s + 1]]
+    for s, group in _sibling_groups(parent):
         q = len(group)
         block = np.asarray(inside4[offsets[s] : offsets[s + 1]]).reshape(q, q)
         inside[group], inside_of[group] = _from_sums(block, total[group], rate[group])
     return inside, inside_of
+
+
+def _sibling_groups(parent: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """``(parent, its children)`` for every parent with two children or more, the children in
+    ascending id order: the order ``children_gram`` lays out its blocks in, and the matcher
+    slices their columns in, so that every path gets the same sums."""
+    has = np.flatnonzero(parent >= 0)
+    has = has[np.argsort(parent[has], kind="stable")]  # by parent, ascending ids within one
+    bounds = np.flatnonzero(np.diff(parent[has])) + 1
+    return [(int(parent[g[0]]), g) for g in np.split(has, bounds) if len(g) >= 2]
 
 
 _BLOCK = 1 << 24
@@ -139,13 +145,8 @@ def sibling_nesting_by_parent(
     if not 1 <= n <= csc.shape[0]:
         raise ValueError(f"n_examples = {n_examples!r}; expected 1..{csc.shape[0]} (the rows of csc)")
     inside, inside_of = np.full(len(parent), np.nan), np.full(len(parent), np.nan)
-    has = np.flatnonzero(parent >= 0)
-    # Features grouped by parent, ascending ids within a group: the matcher slices the same
-    # columns in the same order, so both get the same bits.
-    has = has[np.lexsort((has, parent[has]))]
-    for group in np.split(has, np.flatnonzero(np.diff(parent[has])) + 1):
-        if len(group) >= 2:
-            columns = csc[:, group]
-            inside[group], inside_of[group] = sibling_nesting(columns if n == csc.shape[0] else columns[:n], n)
+    for _, group in _sibling_groups(parent):
+        columns = csc[:, group]
+        inside[group], inside_of[group] = sibling_nesting(columns if n == csc.shape[0] else columns[:n], n)
     return inside, inside_of
 
