@@ -176,11 +176,12 @@ def test_readme_and_skill_document_every_features_csv_column() -> None:
         assert "best_<metric>" in text and "best_<metric>_score" in text, doc
 
 
-def test_tables_without_a_newer_array_are_refused_with_the_rebuild_command(saved: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("array", ["parent_decoder_cosine", "siblings_inside"])
+def test_tables_without_a_newer_array_are_refused_with_the_rebuild_command(saved: Path, tmp_path: Path, array: str) -> None:
     import shutil
 
     old = Path(shutil.copytree(saved, tmp_path / "old"))
-    (old / "b" / "parent_decoder_cosine.npy").unlink()  # what a folder from before that array looks like
+    (old / "b" / f"{array}.npy").unlink()  # what a folder from before that array looks like
     with pytest.raises(FileNotFoundError, match=r"older version of splatnlp-mechinterp; rebuild it with `splatnlp-mechinterp align .* --out "):
         load_tables(old)
 
