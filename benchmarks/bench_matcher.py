@@ -9,9 +9,13 @@ Each way of answering runs in its own process (``--mode``, started by this scrip
 peak is the memory a user's process answering that way needs, not the sum of all of them:
 - ``codes``: loading both contexts, and the first (cold) query of each direction;
   warm ``find_matches`` medians, Ultra->Full (all 2,048 candidates) and Full->Ultra (all 24,576),
-  exact over all examples, with the default report (decomposition included);
+  exact over all examples, with the default report (decomposition included), summed by scipy
+  (``MatchOptions(compiled=False)``);
 - ``no-verdict``, ``compiled``, ``compiled-no-verdict``: the same queries with
-  ``MatchOptions(verdict=False)``, ``compiled=True`` and both;
+  ``MatchOptions(verdict=False)``, ``compiled=True`` and both (``compiled="auto"``, the
+  default, is ``compiled`` at this scale); the compiled modes also report where a query's time
+  goes: inside each compiled pass, the time merely to read the entries the main pass sums, and
+  the rest;
 - ``index``: the same queries answered from a saved alignment's pair index
   (``FeatureMatcher(..., alignment=DIR)``; ``DIR`` defaults to ``<demo>/alignment``, written
   first with ``splatnlp-mechinterp align`` when absent);
@@ -114,9 +118,9 @@ class UpstreamMatcher:
 
 
 MODES = ("codes", "no-verdict", "compiled", "compiled-no-verdict", "index", "upstream")
-OPTIONS = {
-    "codes": {},
-    "no-verdict": {"verdict": False},
+OPTIONS = {  # explicit, whatever MatchOptions(compiled="auto") picks at this scale
+    "codes": {"compiled": False},
+    "no-verdict": {"compiled": False, "verdict": False},
     "compiled": {"compiled": True},
     "compiled-no-verdict": {"compiled": True, "verdict": False},
 }
@@ -133,13 +137,97 @@ def _queries(folder: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return kids, fulls, parent
 
 
-def _timed(matcher: FeatureMatcher, features: np.ndarray) -> tuple[list[float], list]:
-    times, reports = [], []
+class KernelClock:
+    """Where a compiled query's time goes: the time inside each compiled pass of the package
+    (wrapped in place, so the matcher calls it as usual), and the time to merely read the code
+    entries the query's own pass reads (the memory floor of that pass)."""
+
+    PASSES = {"one_against_all": "main pass", "columns_against_all": "reverse passes"}
+
+    def __init__(self) -> None:
+        from splatnlp.mechinterp.analysis.metrics import kernels
+
+        self.ms = dict.fromkeys(self.PASSES, 0.0)
+        self.read: list = []
+        for name in self.PASSES:
+            setattr(kernels, name, self._wrap(name, getattr(kernels, name)))
+
+    def _wrap(self, name: str, fn):
+        def timed(*args, **kwargs):
+            t = time.perf_counter()
+            out = fn(*args, **kwargs)
+            self.ms[name] += (time.perf_counter() - t) * 1000
+            if name == "one_against_all":  # read again after the query: the read floor
+                self.read.append((np.asarray(args[0]), args[2]))
+            return out
+
+        return timed
+
+    def take(self) -> dict[str, float]:
+        """The kernel times since the last call, and the read floor of the main passes among them
+        (timed now, outside the query)."""
+        floor = 0.0
+        for rows, csr in self.read:
+            args = (rows, np.asarray(csr.indptr), np.asarray(csr.indices), np.asarray(csr.data))
+            _read_rows(*args)  # the first read may fault pages in; the query had them mapped
+            t = time.perf_counter()
+            _read_rows(*args)
+            floor += (time.perf_counter() - t) * 1000
+        out = {**self.ms, "read_floor": floor}
+        self.ms = dict.fromkeys(self.PASSES, 0.0)
+        self.read = []
+        return out
+
+
+def _read_rows(rows: np.ndarray, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> float:
+    """Read every stored entry of the given CSR rows (index and value) on all threads, summing
+    them so that nothing is optimized away: what any pass over those entries must at least pay."""
+    global _READ
+    if _READ is None:
+        import numba
+
+        # Not cached on disk: numba cannot cache a function defined inside another.
+        @numba.njit(parallel=True, nogil=True)
+        def read(rows, indptr, indices, data):  # pragma: no cover - compiled
+            n_parts = numba.get_num_threads()
+            out = np.zeros(n_parts)
+            for t in numba.prange(n_parts):
+                s = 0.0
+                for k in range(t * len(rows) // n_parts, (t + 1) * len(rows) // n_parts):
+                    n = rows[k]
+                    for q in range(indptr[n], indptr[n + 1]):
+                        s += data[q] + indices[q]
+                out[t] = s
+            return out.sum()
+
+        _READ = read
+    return _READ(rows, indptr, indices, data)
+
+
+_READ = None
+
+
+def _timed(matcher: FeatureMatcher, features: np.ndarray, clock: KernelClock | None = None) -> tuple[list[float], list, list]:
+    times, reports, parts = [], [], []
     for f in features:
+        if clock is not None:
+            clock.take()
         t = time.perf_counter()
         reports.append(matcher.find_matches(int(f)))
         times.append((time.perf_counter() - t) * 1000)
-    return times, reports
+        if clock is not None:
+            parts.append(clock.take())
+    return times, reports, parts
+
+
+def _profile(times: list[float], parts: list[dict[str, float]]) -> dict[str, float]:
+    """Medians per query: the whole query, each compiled pass, the main pass's read floor, and the
+    rest (Python, NumPy and the verdict's other work)."""
+    out = {"query": statistics.median(times)}
+    for key in (*KernelClock.PASSES, "read_floor"):
+        out[key] = statistics.median(p[key] for p in parts)
+    out["rest"] = statistics.median(t - sum(p[k] for k in KernelClock.PASSES) for t, p in zip(times, parts, strict=True))
+    return {k: round(v, 2) for k, v in out.items()}
 
 
 def _summary(reports: list) -> list[list]:
@@ -178,8 +266,11 @@ def run_mode(mode: str, folder: Path, n: int, n_upstream: int, alignment: Path) 
         t0 = time.perf_counter()
         f2u.find_matches(int(fulls[0]))
         cold_f2u = time.perf_counter() - t0
-        u_ms, u_reports = _timed(u2f, kids)
-        f_ms, f_reports = _timed(f2u, fulls)
+        clock = KernelClock() if OPTIONS.get(mode, {}).get("compiled") else None
+        u_ms, u_reports, u_parts = _timed(u2f, kids, clock)
+        f_ms, f_reports, f_parts = _timed(f2u, fulls, clock)
+        if clock is not None:
+            out["profile_ms"] = {"ultra_to_full": _profile(u_ms, u_parts), "full_to_ultra": _profile(f_ms, f_parts)}
         out.update(
             cold_first_query_s={"ultra_to_full": round(cold_u2f, 2), "full_to_ultra": round(cold_f2u, 2)},
             warm_median_ms={"ultra_to_full": round(statistics.median(u_ms), 2), "full_to_ultra": round(statistics.median(f_ms), 2)},
@@ -267,6 +358,17 @@ def report(results: dict, args: argparse.Namespace) -> None:
     print(f"| upstream (500 sampled candidates) | {up['median_ms']} | - | planted parent {up['finds_planted_parent']:.0%} "
           f"(ours {ref['finds_planted_parent']:.0%}) | {up['peak_rss_gb']} | {up['rss_after_gb'].get('RssAnon')} / "
           f"{up['rss_after_gb'].get('RssFile')} |")
+    profiled = [(mode, r["profile_ms"]) for mode, r in results.items() if "profile_ms" in r]
+    if profiled:
+        print("\nwhere a compiled query's time goes (medians per query, ms; the read floor only reads the "
+              "code entries the main pass sums)")
+        print("| mode | direction | query | main pass | its read floor | reverse passes | rest |")
+        print("|---|---|---|---|---|---|---|")
+        for mode, prof in profiled:
+            for key, name in (("ultra_to_full", "Ultra->Full"), ("full_to_ultra", "Full->Ultra")):
+                p = prof[key]
+                print(f"| {mode} | {name} | {p['query']} | {p['one_against_all']} | {p['read_floor']} | "
+                      f"{p['columns_against_all']} | {p['rest']} |")
     peak = max(r["peak_rss_gb"] for r in results.values())
     c = ref["cold_first_query_s"]
     print(

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2] / "splatnlp" / "mechinterp"
 
 LAYERS: dict[str, int] = {
     "_lazy": 0,
+    "_threads": 0,  # BLAS threads limited during a query (threadpoolctl)
     "context": 0,
     "analysis.metrics": 1,
     "analysis.align": 2,

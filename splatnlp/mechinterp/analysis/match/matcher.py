@@ -17,11 +17,17 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.special
 
+from splatnlp.mechinterp._threads import one_blas_thread
 from splatnlp.mechinterp.analysis.align.index import INDEX_DIR, PairIndex, load_index
 from splatnlp.mechinterp.analysis.align.report import AlignedFeature
 from splatnlp.mechinterp.analysis.align.tables import AlignmentTables, load_tables
 from splatnlp.mechinterp.analysis.match.decompose import active_union, nnls_sparse
-from splatnlp.mechinterp.analysis.match.options import SORT_KEYS, MatchOptions, SortKey
+from splatnlp.mechinterp.analysis.match.options import (
+    COMPILED_MIN_ENTRIES,
+    SORT_KEYS,
+    MatchOptions,
+    SortKey,
+)
 from splatnlp.mechinterp.analysis.match.reports import (
     Decomposition,
     DecompositionMember,
@@ -35,6 +41,7 @@ from splatnlp.mechinterp.analysis.match.reports import (
     TokenScore,
     Verdict,
 )
+from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics import pairs as M
 from splatnlp.mechinterp.analysis.metrics import siblings as SIB
 from splatnlp.mechinterp.analysis.metrics import stitching as ST
@@ -399,10 +406,10 @@ class FeatureMatcher:
         if self.index is not None:  # one row of the saved sums; parents come from the tables
             dot, coactive, dec = self.index.rows(self._index_side, feature)
         elif self._source_is_larger or self._table is not None:
-            dot, coactive = M.pair_sums(rows, values, self.target_ctx.codes.csr, compiled=self.options.compiled)
+            dot, coactive = M.pair_sums(rows, values, self.target_ctx.codes.csr, compiled=self._compiled)
         else:  # the children's activation mass inside the source: the nesting evidence
             dot, coactive, mass = M.pair_sums(
-                rows, values, self.target_ctx.codes.csr, mass=True, compiled=self.options.compiled
+                rows, values, self.target_ctx.codes.csr, mass=True, compiled=self._compiled
             )
         corr = M.pearson(dot, n, src.mean[feature], src.std[feature], tgt.mean, tgt.std)
         if dec is None:
@@ -509,6 +516,15 @@ class FeatureMatcher:
             coactive=coactive,
             mass=mass,
         )
+
+    @cached_property
+    def _compiled(self) -> bool:
+        """Whether this matcher's sums run in the compiled kernels (``MatchOptions.compiled``)."""
+        want = self.options.compiled
+        if want == "auto":
+            entries = self.source_ctx.codes.nnz + self.target_ctx.codes.nnz
+            return kernels.AVAILABLE and entries >= COMPILED_MIN_ENTRIES
+        return bool(want) and kernels.AVAILABLE
 
     @cached_property
     def _target_reasons(self) -> tuple[np.ndarray, np.ndarray]:
@@ -628,7 +644,7 @@ class FeatureMatcher:
         (ctx, arrays), (other_ctx, other) = self._small, self._large
         opt = self.options
         rows, values = ctx.codes.feature(small_feature)
-        dot, _, mass = M.pair_sums(rows, values, other_ctx.codes.csr, mass=True, compiled=opt.compiled)
+        dot, _, mass = M.pair_sums(rows, values, other_ctx.codes.csr, mass=True, compiled=self._compiled)
         if len(rows) < opt.min_active or arrays.std[small_feature] == 0:
             return np.full(other_ctx.n_features, np.nan), mass
         corr = M.pearson(dot, self.n_examples, arrays.mean[small_feature], arrays.std[small_feature], other.mean, other.std)
@@ -670,10 +686,14 @@ class FeatureMatcher:
         (large_ctx, large), (_, small) = self._large, self._small
         opt = self.options
         small_bad = (small.count < opt.min_active) | (small.std == 0)
+        compiled = self._compiled
         for start in range(0, len(todo), batch):
             ids = todo[start : start + batch]
-            block = large_ctx.codes.csc[:, ids].astype(np.float64).T.tocsr()
-            dots = np.asarray((block @ self._small_csr64).todense())
+            if compiled:  # the same float64 sums, each column reading the rows in place
+                dots = kernels.columns_against_all(large_ctx.codes.csc, ids, self._small[0].codes.csr)
+            else:
+                block = large_ctx.codes.csc[:, ids].astype(np.float64).T.tocsr()
+                dots = np.asarray((block @ self._small_csr64).todense())
             corr = M.pearson(
                 dots, self.n_examples, large.mean[ids][:, None], large.std[ids][:, None], small.mean[None, :], small.std[None, :]
             )
@@ -1032,6 +1052,7 @@ class FeatureMatcher:
         )
 
     # -- public API ----------------------------------------------------------------------------
+    @one_blas_thread
     def find_matches(
         self,
         source_feature: int,
@@ -1153,6 +1174,7 @@ class FeatureMatcher:
         })
         return report
 
+    @one_blas_thread
     def score_all(self, source_feature: int) -> dict[str, np.ndarray]:
         """Every metric of ``source_feature`` against all targets, as arrays of shape
         (n_target_features,) with NaN where undefined, plus ``combined_score``, ``relation``
@@ -1181,6 +1203,7 @@ class FeatureMatcher:
         except (TypeError, ValueError) as err:  # the id (or an option) is bad: answer the rest
             return FeatureError(feature=feature, error=str(err), error_type=type(err).__name__)
 
+    @one_blas_thread
     def find_decomposition(self, feature: int) -> Decomposition:
         """The target features that together account for ``feature`` (e.g. its Ultra children).
 
@@ -1277,6 +1300,7 @@ class FeatureMatcher:
         whole = len(members) == len(children) and np.array_equal(np.sort(members), children)
         return gram, self.index.children_covered_of(feature) if whole else None
 
+    @one_blas_thread
     def compare_features(self, source_fid: int, target_fid: int) -> FeatureComparison:
         """Every pair metric for one source and one target feature, and the overlap of their
         active examples (``n_both``, ``n_only_source``, ``n_only_target``, ``n_neither`` and

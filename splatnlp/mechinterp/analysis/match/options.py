@@ -16,9 +16,14 @@ from splatnlp.mechinterp.analysis.metrics.verdicts import (
     RELATED_CORRELATION,
 )
 
-__all__ = ["SORT_KEYS", "MatchOptions", "SortKey"]
+__all__ = ["COMPILED_MIN_ENTRIES", "SORT_KEYS", "MatchOptions", "SortKey"]
 
 SORT_KEYS = ("combined_score", *PAIR_METRICS)
+
+COMPILED_MIN_ENTRIES = 100_000_000
+"""``MatchOptions(compiled="auto")`` compiles from this many stored codes of both contexts
+together: about 40 % of the real scale (2.4e8), where the compiled first query (numba's ~1 s
+load included) is about as fast as scipy's; the default demo (4.8e7) stays on scipy."""
 SortKey = Literal[
     "combined_score",
     "activation_correlation",
@@ -74,11 +79,15 @@ class MatchOptions(BaseModel):
     either way. Without the verdict and without an alignment, a larger-side source's pair
     relations also leave out the sibling test of ``equivalent`` (it needs those children), so
     such a pair can read ``source_part_of_target`` where the verdict says ``equivalent``."""
-    compiled: bool = False
-    """Run each query's sums with the compiled kernel (numba; ``analysis/metrics/kernels.py``)
-    instead of scipy's row gather: the same sums, 3-4x faster warm at real scale (Ultra source
-    25 -> 7 ms, Full source 131 -> 32 ms), but the first query of a process pays ~1.3 s to load
-    numba, so it is off by default for one-off CLI calls and worth it for many queries."""
+    compiled: bool | Literal["auto"] = "auto"
+    """Run each query's sums and its candidates' reverse passes with the compiled kernels (numba;
+    ``analysis/metrics/kernels.py``) instead of scipy's row gather and sparse product: the same
+    float64 sums in another order. ``"auto"``: when numba is installed and the two contexts
+    hold at least ``COMPILED_MIN_ENTRIES`` stored codes together. At real scale
+    (``benchmarks/bench_matcher.py``, 2026-12-03) compiled queries took 149 / 120 ms with the
+    verdict against 467 / 526 ms (Ultra->Full / Full->Ultra), and the first query of a process,
+    numba's loading included, 1.06 / 0.64 s against 2.76 / 0.89 s; on small contexts loading
+    numba (about 1 s) costs more than it saves."""
     information_test: bool = False
     """Run the stitching test (``report.verdict.information_test``) for larger-side sources when
     the smaller context keeps its activations. Off by default: the first query loads both SAEs

@@ -31,7 +31,10 @@ import importlib.util
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["AVAILABLE", "accumulate_pair_sums", "best_of_rows_and_columns", "inside_mass", "one_against_all"]
+__all__ = [
+    "AVAILABLE", "accumulate_pair_sums", "best_of_rows_and_columns", "columns_against_all", "inside_mass",
+    "one_against_all",
+]
 
 AVAILABLE = importlib.util.find_spec("numba") is not None
 """Whether numba is installed (checked without importing it)."""
@@ -99,6 +102,36 @@ def one_against_all(
         )
     total = acc.sum(0)
     return total[:, 0].copy(), total[:, 1].astype(np.int64), total[:, 2].copy()
+
+
+def columns_against_all(source_csc: sp.csc_matrix, columns: np.ndarray, target_csr: sp.csr_matrix) -> np.ndarray:
+    """Several source features against every target: ``dot`` float64 of shape
+    (len(columns), K_t), row i summing ``source[:, columns[i]] * target`` over the examples
+    where that source feature is active.
+
+    The batched reverse pass of the matcher (each candidate child's correlations with the whole
+    smaller model): each source column reads the target's CSR rows in place, in float64, one
+    column per thread at a time; scipy's sparse product of the same block builds a sparse result
+    in two passes (measured 139 ms of a 212 ms Full->Ultra query at real scale).
+
+    Parameters
+    ----------
+    source_csc : sparse (n_examples, K_s) CSC, the source side's codes
+    columns : int array of shape (q,), which source features
+    target_csr : sparse (n_examples, K_t) CSR, the target side's codes
+    """
+    if not AVAILABLE:
+        raise RuntimeError("columns_against_all needs numba: pip install numba")
+    if source_csc.shape[0] != target_csr.shape[0]:
+        raise ValueError(f"codes have {source_csc.shape[0]} and {target_csr.shape[0]} examples; expected the same")
+    block = source_csc[:, np.asarray(columns, dtype=np.int64)]  # the q columns, still CSC
+    dot = np.zeros((block.shape[1], target_csr.shape[1]))
+    if block.nnz:
+        _jit()._dot(
+            np.asarray(block.indptr, dtype=np.int64), np.asarray(block.indices), np.asarray(block.data),
+            np.asarray(target_csr.indptr), np.asarray(target_csr.indices), np.asarray(target_csr.data), dot,
+        )
+    return dot
 
 
 def best_of_rows_and_columns(matrix: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:

@@ -50,6 +50,7 @@ from helpers import (
 
 from splatnlp.mechinterp.analysis import FeatureMatcher, MatchOptions
 from splatnlp.mechinterp.analysis.match.matcher import SORT_KEYS
+from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics import pairs as M
 from splatnlp.mechinterp.context import MechInterpContext, build_context
 from splatnlp.mechinterp.demo.build import load_ground_truth
@@ -690,6 +691,8 @@ def test_bad_options() -> None:
         MatchOptions(n_top_token=5)
     with pytest.raises(ValueError, match=r"alpha"):
         MatchOptions(alpha=1.5)
+    with pytest.raises(ValueError, match=r"compiled[\s\S]*'auto'[\s\S]*input_value='sometimes'"):
+        MatchOptions(compiled="sometimes")
 
 
 def test_source_must_be_a_context(pair) -> None:
@@ -897,6 +900,42 @@ def test_default_target_on_the_demo(demo, tiny_demo_dir: Path) -> None:
     assert to_ultra.target_ctx.path == tiny_demo_dir / "ultra"
     child = _sample(truth.ultra_class, "child", 1, seed=8)[0]
     assert to_full.find_matches(child).matches[0].target_feature == truth.ultra_parent[child]
+
+
+def _assert_close(a, b, rel: float, path: str = "") -> None:
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _assert_close(a[k], b[k], rel, f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_close(x, y, rel, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=rel, abs_tol=rel), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
+def test_compiled_queries_answer_as_the_scipy_ones(demo) -> None:
+    # MatchOptions(compiled=True): the query's sums and every candidate's reverse pass (its
+    # correlations with the whole smaller model, which decide the parent) in the numba kernels,
+    # the same float64 sums in another order; every field of the report, verdict included.
+    ultra, full, truth = demo
+    # Correlations from sums over the 3,000 examples; the rest derives from them in float64.
+    rel = float_tol(np.float64, ultra.n_examples, scale=1e3)
+    for src, tgt, classes in ((ultra, full, truth.ultra_class), (full, ultra, truth.full_class)):
+        plain = FeatureMatcher(src, tgt, options=MatchOptions(compiled=False))
+        fast = FeatureMatcher(src, tgt, options=MatchOptions(compiled=True))
+        assert not FeatureMatcher(src, tgt)._compiled  # "auto": too small to pay numba's load
+        for cls in sorted(set(classes)):
+            for f in _sample(classes, cls, 2, seed=3):
+                a, b = plain.find_matches(f).model_dump(mode="json"), fast.find_matches(f).model_dump(mode="json")
+                for d in (a, b):
+                    d.pop("elapsed_ms")
+                assert b["params"].pop("compiled") is True and a["params"].pop("compiled") is False
+                _assert_close(a, b, rel, f"{src.model_type} {f} ({cls})")
 
 
 def test_empirical_null_on_the_demo(demo) -> None:

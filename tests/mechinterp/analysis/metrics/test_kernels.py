@@ -75,6 +75,22 @@ def test_compiled_one_against_all_equals_the_scipy_gather() -> None:
     np.testing.assert_allclose(got[2], want[2], rtol=float_tol(np.float64, len(rows)), atol=0)
 
 
+def test_columns_against_all_is_the_dense_product() -> None:
+    rng = np.random.default_rng(4)
+    dense, target = _codes(rng, 400, 30, 0.1).toarray(), _codes(rng, 400, 70, 0.2)
+    dense[:, 5] = 0  # a column with no active example: a row of zeros
+    source = sp.csc_matrix(dense)
+    cols = np.array([5, 0, 29, 0, 17])  # any order, repeats allowed
+    got = kernels.columns_against_all(source, cols, target)
+    want = source.toarray().astype(np.float64)[:, cols].T @ target.toarray().astype(np.float64)
+    assert got.shape == (5, 70) and got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=float_tol(np.float64, 400), atol=0)
+    assert not got[0].any()
+    assert kernels.columns_against_all(source, np.array([], dtype=np.int64), target).shape == (0, 70)
+    with pytest.raises(ValueError, match="codes have 400 and 399 examples"):
+        kernels.columns_against_all(source, cols, target[:399])
+
+
 def test_compiled_inside_mass_equals_the_numpy_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(3)
     large, small = _codes(rng, 500, 60, 0.1), _codes(rng, 500, 8, 0.3)
