@@ -84,9 +84,9 @@ class MatchOptions(BaseModel):
     ``analysis/metrics/kernels.py``) instead of scipy's row gather and sparse product: the same
     float64 sums in another order. ``"auto"``: when numba is installed and the two contexts
     hold at least ``COMPILED_MIN_ENTRIES`` stored codes together. At real scale
-    (``benchmarks/bench_matcher.py``, 2026-12-03) compiled queries took 149 / 120 ms with the
-    verdict against 467 / 526 ms (Ultra->Full / Full->Ultra), and the first query of a process,
-    numba's loading included, 1.06 / 0.64 s against 2.76 / 0.89 s; on small contexts loading
+    (``benchmarks/bench_matcher.py``, 2026-12-03) compiled queries took 106 / 98 ms with the
+    verdict against 438 / 385 ms (Ultra->Full / Full->Ultra), and the first query of a process,
+    numba's loading included, 1.06 / 0.64 s against 2.74 / 0.76 s; on small contexts loading
     numba (about 1 s) costs more than it saves."""
     information_test: bool = False
     """Run the stitching test (``report.verdict.information_test``) for larger-side sources when

@@ -98,6 +98,25 @@ def _one_parts(rows, values, indptr, indices, data, acc):  # pragma: no cover - 
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
+def _rows_dot(b_ptr, b_idx, b_val, rows, indptr, indices, data, acc):  # pragma: no cover - compiled
+    # acc[t] is (q, K_t): thread t's sums over its share of the examples. ``b_*`` is the q source
+    # columns as CSR over ``rows`` (the examples where any of them is active): each example's
+    # target row is read once and added into the accumulator row of every source active there.
+    n_parts = acc.shape[0]
+    for t in numba.prange(n_parts):
+        a = acc[t]
+        for r in range(t * len(rows) // n_parts, (t + 1) * len(rows) // n_parts):
+            n = rows[r]
+            lo, hi = indptr[n], indptr[n + 1]
+            for p in range(b_ptr[r], b_ptr[r + 1]):
+                i = b_idx[p]
+                v = np.float64(b_val[p])
+                out = a[i]
+                for q in range(lo, hi):
+                    out[indices[q]] += v * np.float64(data[q])
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
 def _inside_parts(l_ptr, l_idx, l_val, s_ptr, s_idx, s_val, cand, k_small, total, total_sq, co):  # pragma: no cover
     # co[t] is (6, K_large): count, large, small, large^2, small^2, large * small over the rows
     # where both the feature and its candidate are active.

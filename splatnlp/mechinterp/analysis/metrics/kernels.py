@@ -110,28 +110,35 @@ def columns_against_all(source_csc: sp.csc_matrix, columns: np.ndarray, target_c
     where that source feature is active.
 
     The batched reverse pass of the matcher (each candidate child's correlations with the whole
-    smaller model): each source column reads the target's CSR rows in place, in float64, one
-    column per thread at a time; scipy's sparse product of the same block builds a sparse result
-    in two passes (measured 139 ms of a 212 ms Full->Ultra query at real scale).
+    smaller model). The candidates share active examples, so the pass walks the union of those
+    examples and reads each one's target row once, adding it into every candidate active there:
+    at real scale 1.2-1.8x faster than a pass per candidate reading its own rows, on the same
+    candidate sets of Full->Ultra queries (2026-12-03), and 3-4x faster than scipy's sparse
+    product of the block (139 ms of a 212 ms query).
 
     Parameters
     ----------
     source_csc : sparse (n_examples, K_s) CSC, the source side's codes
-    columns : int array of shape (q,), which source features
+    columns : int array of shape (q,), which source features (any order, repeats allowed)
     target_csr : sparse (n_examples, K_t) CSR, the target side's codes
     """
     if not AVAILABLE:
         raise RuntimeError("columns_against_all needs numba: pip install numba")
     if source_csc.shape[0] != target_csr.shape[0]:
         raise ValueError(f"codes have {source_csc.shape[0]} and {target_csr.shape[0]} examples; expected the same")
-    block = source_csc[:, np.asarray(columns, dtype=np.int64)]  # the q columns, still CSC
-    dot = np.zeros((block.shape[1], target_csr.shape[1]))
-    if block.nnz:
-        _jit()._dot(
-            np.asarray(block.indptr, dtype=np.int64), np.asarray(block.indices), np.asarray(block.data),
-            np.asarray(target_csr.indptr), np.asarray(target_csr.indices), np.asarray(target_csr.data), dot,
-        )
-    return dot
+    q, k_t = len(columns), target_csr.shape[1]
+    block = source_csc[:, np.asarray(columns, dtype=np.int64)].tocsr()  # examples x q
+    rows = np.flatnonzero(np.diff(block.indptr))  # the examples where any column is active
+    if len(rows) == 0:
+        return np.zeros((q, k_t))
+    block = block[rows]
+    n_parts = max(1, min(_n_threads(), len(rows) // 2048 + 1))
+    acc = np.zeros((n_parts, q, k_t))
+    _jit()._rows_dot(
+        np.asarray(block.indptr, dtype=np.int64), np.asarray(block.indices), np.asarray(block.data), rows,
+        np.asarray(target_csr.indptr), np.asarray(target_csr.indices), np.asarray(target_csr.data), acc,
+    )
+    return acc.sum(axis=0) if n_parts > 1 else acc[0]
 
 
 def best_of_rows_and_columns(matrix: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
