@@ -702,7 +702,7 @@ class FeatureMatcher:
         compiled = self._compiled
         for start in range(0, len(todo), batch):
             ids = todo[start : start + batch]
-            if compiled:  # the same float64 sums, each column reading the rows in place
+            if compiled:  # the same float64 sums, each example's row read once for all the candidates
                 dots = kernels.columns_against_all(large_ctx.codes.csc, ids, self._small[0].codes.csr)
             else:
                 block = large_ctx.codes.csc[:, ids].astype(np.float64).T.tocsr()
