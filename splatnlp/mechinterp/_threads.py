@@ -32,7 +32,10 @@ def _controller(scipy_blas_loaded: bool):
 
 
 def one_blas_thread(fn: F) -> F:
-    """Run ``fn`` with every loaded BLAS library limited to one thread (restored after; ~20 µs)."""
+    """Run ``fn`` with every loaded BLAS library limited to one thread (restored after; ~20 µs).
+
+    The limit is process-wide (threadpoolctl sets the libraries' own thread counts): queries
+    run from several Python threads at once share it, and the first to finish restores it."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
