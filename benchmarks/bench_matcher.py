@@ -31,6 +31,7 @@ and top matches of every mode are compared with the ``codes`` mode's.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import statistics
@@ -142,7 +143,7 @@ class KernelClock:
     (wrapped in place, so the matcher calls it as usual), and the time to merely read the code
     entries the query's own pass reads (the memory floor of that pass)."""
 
-    PASSES = {"one_against_all": "main pass", "columns_against_all": "reverse passes"}
+    PASSES = ("one_against_all", "columns_against_all")  # the main pass, the reverse passes
 
     def __init__(self) -> None:
         from splatnlp.mechinterp.analysis.metrics import kernels
@@ -182,29 +183,29 @@ class KernelClock:
 def _read_rows(rows: np.ndarray, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> float:
     """Read every stored entry of the given CSR rows (index and value) on all threads, summing
     them so that nothing is optimized away: what any pass over those entries must at least pay."""
-    global _READ
-    if _READ is None:
-        import numba
-
-        # Not cached on disk: numba cannot cache a function defined inside another.
-        @numba.njit(parallel=True, nogil=True)
-        def read(rows, indptr, indices, data):  # pragma: no cover - compiled
-            n_parts = numba.get_num_threads()
-            out = np.zeros(n_parts)
-            for t in numba.prange(n_parts):
-                s = 0.0
-                for k in range(t * len(rows) // n_parts, (t + 1) * len(rows) // n_parts):
-                    n = rows[k]
-                    for q in range(indptr[n], indptr[n + 1]):
-                        s += data[q] + indices[q]
-                out[t] = s
-            return out.sum()
-
-        _READ = read
-    return _READ(rows, indptr, indices, data)
+    return _read_kernel()(rows, indptr, indices, data)
 
 
-_READ = None
+@functools.cache
+def _read_kernel():
+    """:func:`_read_rows`'s loop, compiled on first use (numba loads only in the compiled modes;
+    a function defined inside another cannot be cached on disk)."""
+    import numba
+
+    @numba.njit(parallel=True, nogil=True)
+    def read(rows, indptr, indices, data):  # pragma: no cover - compiled
+        n_parts = numba.get_num_threads()
+        out = np.zeros(n_parts)
+        for t in numba.prange(n_parts):
+            s = 0.0
+            for k in range(t * len(rows) // n_parts, (t + 1) * len(rows) // n_parts):
+                n = rows[k]
+                for q in range(indptr[n], indptr[n + 1]):
+                    s += data[q] + indices[q]
+            out[t] = s
+        return out.sum()
+
+    return read
 
 
 def _timed(matcher: FeatureMatcher, features: np.ndarray, clock: KernelClock | None = None) -> tuple[list[float], list, list]:

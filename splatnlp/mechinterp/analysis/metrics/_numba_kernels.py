@@ -99,16 +99,16 @@ def _one_parts(rows, values, indptr, indices, data, acc):  # pragma: no cover - 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _rows_dot(b_ptr, b_idx, b_val, rows, indptr, indices, data, acc):  # pragma: no cover - compiled
-    # acc[t] is (q, K_t): thread t's sums over its share of the examples. ``b_*`` is the q source
-    # columns as CSR over ``rows`` (the examples where any of them is active): each example's
-    # target row is read once and added into the accumulator row of every source active there.
+    # acc[t] is (q, K_t): thread t's sums over its share of ``rows``, the examples where any of
+    # the q source columns is active (``b_*``: those columns as CSR over all examples). Each such
+    # example's target row is read once and added into the row of every source active there.
     n_parts = acc.shape[0]
     for t in numba.prange(n_parts):
         a = acc[t]
         for r in range(t * len(rows) // n_parts, (t + 1) * len(rows) // n_parts):
             n = rows[r]
             lo, hi = indptr[n], indptr[n + 1]
-            for p in range(b_ptr[r], b_ptr[r + 1]):
+            for p in range(b_ptr[n], b_ptr[n + 1]):
                 i = b_idx[p]
                 v = np.float64(b_val[p])
                 out = a[i]

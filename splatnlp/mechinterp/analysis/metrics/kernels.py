@@ -131,7 +131,6 @@ def columns_against_all(source_csc: sp.csc_matrix, columns: np.ndarray, target_c
     rows = np.flatnonzero(np.diff(block.indptr))  # the examples where any column is active
     if len(rows) == 0:
         return np.zeros((q, k_t))
-    block = block[rows]
     n_parts = max(1, min(_n_threads(), len(rows) // 2048 + 1))
     acc = np.zeros((n_parts, q, k_t))
     _jit()._rows_dot(

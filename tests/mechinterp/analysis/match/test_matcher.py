@@ -923,7 +923,8 @@ def test_compiled_queries_answer_as_the_scipy_ones(demo) -> None:
     # correlations with the whole smaller model, which decide the parent) in the numba kernels,
     # the same float64 sums in another order; every field of the report, verdict included.
     ultra, full, truth = demo
-    # Correlations from sums over the 3,000 examples; the rest derives from them in float64.
+    # Correlations from sums over the 3,000 examples; the rest derives from them in float64, and
+    # the far tail of a p-value magnifies a correlation's relative error by about z**2 (~1e3).
     rel = float_tol(np.float64, ultra.n_examples, scale=1e3)
     for src, tgt, classes in ((ultra, full, truth.ultra_class), (full, ultra, truth.full_class)):
         plain = FeatureMatcher(src, tgt, options=MatchOptions(compiled=False))
