@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from splatnlp.mechinterp.analysis.metrics.verdicts import (
     COACTIVE_MIN_CORRELATION,
     DECODER_MIN_CORRELATION,
+    EQUIVALENT_PROPORTIONALITY,
+    EQUIVALENT_PROPORTIONALITY_GAP,
     EQUIVALENT_SIBLING_ASYMMETRY,
     EQUIVALENT_SIBLINGS_INSIDE,
 )
@@ -205,7 +207,10 @@ def _equivalent_rule(o) -> str:
         f"correlation >= {COACTIVE_MIN_CORRELATION:g}, "
         f"or, beside siblings, theirs lie inside it (>= {EQUIVALENT_SIBLINGS_INSIDE:g}, and "
         f"{EQUIVALENT_SIBLING_ASYMMETRY:g} more than it lies inside theirs) with correlation >= "
-        f"{COACTIVE_MIN_CORRELATION:g}"
+        f"{COACTIVE_MIN_CORRELATION:g}, "
+        f"or it is nearly a multiple of its parent where the parent fires (squared cosine >= "
+        f"{EQUIVALENT_PROPORTIONALITY:g}, and {EQUIVALENT_PROPORTIONALITY_GAP:g} more than its siblings' "
+        f"median) with correlation >= {COACTIVE_MIN_CORRELATION:g}"
     )
 
 

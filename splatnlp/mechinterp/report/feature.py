@@ -249,6 +249,8 @@ def _verdict_section(report: MatchReport) -> Markup:
             ("parent's children", "parent_n_children"),
             ("siblings inside it", "siblings_inside"),
             ("it inside its siblings", "inside_siblings"),
+            ("proportional to its parent", "parent_proportionality"),
+            ("its siblings' (median)", "sibling_proportionality"),
         )
         shown: list[str] = []
         if v.side == "larger" or v.parent is not None:

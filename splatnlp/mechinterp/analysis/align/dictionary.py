@@ -69,6 +69,7 @@ from splatnlp.mechinterp.analysis.align.tables import (
 )
 from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics import pairs as M
+from splatnlp.mechinterp.analysis.metrics import proportionality as PROP
 from splatnlp.mechinterp.analysis.metrics import siblings as SIB
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.cka import linear_cka
@@ -256,16 +257,18 @@ def _decoder_null(other: FeatureArrays, n_directions: int, rng: np.random.Genera
 # -- assignment and classes --------------------------------------------------------------------
 def _classify(
     parent, parent_score, parent_decoder, count_small, count_large, opt: AlignOptions, *, coactive_lower=None,
-    siblings=(None, None),
+    siblings=(None, None), proportion=(None, None),
 ):
     """Classes of both sides from the parent assignment (rules in analysis/metrics/verdicts.py);
-    ``siblings``: the larger side's (siblings_inside, inside_siblings)."""
+    ``siblings``: the larger side's (siblings_inside, inside_siblings); ``proportion``: its
+    (parent_proportionality, sibling_proportionality)."""
     n_assigned = np.bincount(parent[parent >= 0], minlength=len(count_small)).astype(np.int64)
     has = parent >= 0
     equivalent_pair = has & V.is_equivalent(
         parent_score, parent_decoder, opt.equivalent_decoder_cosine, opt.equivalent_correlation,
         coactive_lower=coactive_lower, equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
         siblings_inside=siblings[0], inside_siblings=siblings[1],
+        proportionality=proportion[0], sibling_proportionality=proportion[1],
     )
     n_equivalent = np.bincount(parent[equivalent_pair], minlength=len(count_small))
     small = V.small_side_classes(n_assigned, n_equivalent, count_small)
@@ -492,6 +495,13 @@ def align_contexts(
     # the co-active correlation, evidence of 'equivalent' (verdicts.is_equivalent).
     coactive = np.where(has, mass.coactive_correlation, np.nan)
     coactive_count = np.where(has, mass.co_count, 0).astype(np.int64)
+    # And how close each is to a multiple of its parent where the parent fires, against its
+    # siblings' median (verdicts.equivalent_by, "proportionality"): from the same co-active sums.
+    small_sq = PROP.column_squares(csr_b if a_larger else csr_a)
+    proportion = np.where(
+        has, PROP.proportionality(mass.co_sums[4], mass.co_sums[2], small_sq[np.maximum(best_ls, 0)]), np.nan
+    )
+    sibling_proportion = PROP.sibling_median(proportion, parent)
     # Beside siblings: how much their activation lies inside each feature's, and the reverse,
     # the evidence of a latent at its parent's level (verdicts.equivalent_by, "siblings"). The
     # compiled pass over the rows that sums each parent's children's Gram matrix for the index
@@ -510,7 +520,7 @@ def align_contexts(
     small_cls, large_cls, n_assigned = _classify(
         parent, parent_score, parent_decoder, small["count"], large["count"], opt,
         coactive_lower=V.coactive_lower_bound(coactive, coactive_count, n_tests=len(parent)),
-        siblings=siblings,
+        siblings=siblings, proportion=(proportion, sibling_proportion),
     )
     large.update(
         parent=parent,
@@ -521,6 +531,8 @@ def align_contexts(
         nesting=nesting,
         siblings_inside=siblings[0],
         inside_siblings=siblings[1],
+        parent_proportionality=proportion,
+        sibling_proportionality=sibling_proportion,
         n_assigned=np.zeros(len(parent), np.int64),
     )
     small.update(
@@ -532,6 +544,8 @@ def align_contexts(
         nesting=np.full(len(n_assigned), np.nan),
         siblings_inside=np.full(len(n_assigned), np.nan),
         inside_siblings=np.full(len(n_assigned), np.nan),
+        parent_proportionality=np.full(len(n_assigned), np.nan),
+        sibling_proportionality=np.full(len(n_assigned), np.nan),
         n_assigned=n_assigned,
     )
     large["class_label"], small["class_label"] = large_cls, small_cls

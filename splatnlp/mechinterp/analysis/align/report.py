@@ -62,6 +62,8 @@ SIDE_ARRAYS: tuple[str, ...] = (
     "nesting",
     "siblings_inside",
     "inside_siblings",
+    "parent_proportionality",
+    "sibling_proportionality",
     "n_assigned",
     "hungarian",
     "hungarian_score",
@@ -325,6 +327,12 @@ class AlignedFeature(BaseModel):
     siblings."""
     inside_siblings: float | None = None
     """The reverse: how much of its activation lies on theirs."""
+    parent_proportionality: float | None = None
+    """Larger side: how close the feature is to a multiple of its parent where the parent is
+    active (squared cosine, ``proportionality.proportionality``): with
+    ``sibling_proportionality``, the evidence of ``equivalent`` by proportionality."""
+    sibling_proportionality: float | None = None
+    """The median of its siblings' ``parent_proportionality`` (None without siblings)."""
     confidence: Literal["high", "low"] | None = None
     """Larger side: ``verdicts.confidence`` of the class (``high``: the parent holds most of the
     feature's activation, or novel far below the cut; ``low``: check it on examples first;

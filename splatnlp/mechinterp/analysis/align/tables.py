@@ -84,6 +84,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "nesting",
     "siblings_inside",
     "inside_siblings",
+    "parent_proportionality",
+    "sibling_proportionality",
     "confidence",
     "n_children",
     "count",
@@ -104,7 +106,10 @@ feature beyond chance, 95 % lower bound; a parent below the correlation cut need
 ``siblings_inside`` and ``inside_siblings`` (larger side, beside siblings, i.e. other features
 with the same parent: how much of their activation lies on its active examples beyond chance, and
 the reverse, means over them; ``equivalent`` by siblings when the first is >= 0.6 and exceeds the
-second by >= 0.45 with r >= 0.5), ``confidence`` (larger side: ``high`` or ``low``, how often such a verdict was right on the
+second by >= 0.45 with r >= 0.5), ``parent_proportionality`` (larger side: how close it is to a
+multiple of its parent where the parent is active, a squared cosine) and ``sibling_proportionality``
+(the median of its siblings'; ``equivalent`` by proportionality when the first is >= 0.5 and
+exceeds the second, or 0 without siblings, by >= 0.2 with r >= 0.5), ``confidence`` (larger side: ``high`` or ``low``, how often such a verdict was right on the
 evaluation worlds, ``verdicts.confidence``; empty on the smaller side and for dead features),
 ``n_children`` (smaller side: larger-side features assigned
 to it), ``count`` (examples where active), and per metric the best match in the other model
@@ -188,6 +193,8 @@ class AlignmentTables:
             nesting=_finite(arrays["nesting"][feature]),
             siblings_inside=_finite(arrays["siblings_inside"][feature]),
             inside_siblings=_finite(arrays["inside_siblings"][feature]),
+            parent_proportionality=_finite(arrays["parent_proportionality"][feature]),
+            sibling_proportionality=_finite(arrays["sibling_proportionality"][feature]),
             confidence=(larger_side_confidence(arrays, feature)[0] or None) if larger else None,
             children=children.tolist(),
             children_scores=other["parent_score"][children].tolist(),
@@ -221,6 +228,15 @@ def _aligned_null_reasons(a: AlignedFeature, *, larger: bool, hungarian_skipped:
         "the sibling evidence is for the larger side's features" if not larger
         else f"no parent: the class is {a.class_label}" if a.parent is None
         else "no sibling: no other feature has this parent (or none has a defined share)"
+    )
+    why["parent_proportionality"] = (
+        "the proportionality evidence is for the larger side's features" if not larger
+        else f"no parent: the class is {a.class_label}" if a.parent is None
+        else "undefined: no example where both are active"
+    )
+    why["sibling_proportionality"] = (
+        why["parent_proportionality"] if not larger or a.parent is None
+        else "no sibling: no other feature has this parent (or none has a defined proportionality)"
     )
     why["confidence"] = (
         "measured for larger-side verdicts only; a smaller-side class follows from its children's" if not larger
@@ -317,6 +333,8 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 "nesting": _finite(arrays["nesting"][f]),
                 "siblings_inside": _finite(arrays["siblings_inside"][f]),
                 "inside_siblings": _finite(arrays["inside_siblings"][f]),
+                "parent_proportionality": _finite(arrays["parent_proportionality"][f]),
+                "sibling_proportionality": _finite(arrays["sibling_proportionality"][f]),
                 "confidence": (levels[f] or None) if levels is not None else None,
                 "n_children": int(n_children[f]),
                 "count": int(arrays["count"][f]),

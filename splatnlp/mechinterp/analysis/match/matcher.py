@@ -43,6 +43,7 @@ from splatnlp.mechinterp.analysis.match.reports import (
 )
 from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics import pairs as M
+from splatnlp.mechinterp.analysis.metrics import proportionality as PROP
 from splatnlp.mechinterp.analysis.metrics import siblings as SIB
 from splatnlp.mechinterp.analysis.metrics import stitching as ST
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
@@ -205,7 +206,7 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
     parent_fields = (
         "parent", "parent_score", "parent_decoder_cosine", "parent_containment",
         "parent_containment_lower", "parent_n_children", "parent_coactive_correlation",
-        "parent_coactive_count", "parent_coactive_lower",
+        "parent_coactive_count", "parent_coactive_lower", "parent_proportionality",
     )  # fmt: skip
     if v.side == "smaller":
         no_parent = f"a smaller-side ({source_model}) feature has children (see children), not a parent"
@@ -213,6 +214,7 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
         why["best_nesting"] = "the nesting test is for larger-side features (the parent rule)"
         why["equivalent_by"] = "given on the larger-side feature's verdict (match it from the other side)"
         why["siblings_inside"] = why["inside_siblings"] = "the sibling evidence is for larger-side features"
+        why["sibling_proportionality"] = "the proportionality evidence is for larger-side features"
         why["information_test"] = "the stitching test is for larger-side features"
         why["confidence"] = why["confidence_basis"] = (
             "measured for larger-side verdicts only (a parent or novel); a smaller-side class follows from its children's"
@@ -233,6 +235,7 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
                 f"needs at least 4 co-active examples and a defined co-active correlation "
                 f"({v.parent_coactive_count} co-active)"
             ),
+            "parent_proportionality": "undefined: no example where both are active",
         }
     why["best_nesting"] = (
         "the feature is never active" if v.label == "dead"
@@ -240,11 +243,15 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
     )
     why["equivalent_by"] = (
         f"not equivalent: the verdict is {v.label}" if v.parent is None
-        else f"the parent pair passes no equivalence test (decoder cosine, correlation, co-active correlation, siblings): {v.label}"
+        else f"the parent pair passes no equivalence test (decoder cosine, correlation, co-active correlation, siblings, proportionality): {v.label}"
     )
     why["siblings_inside"] = why["inside_siblings"] = (
         f"no parent: the verdict is {v.label}" if v.parent is None
         else "no sibling: no other feature has this parent (or none has a defined share)"
+    )
+    why["sibling_proportionality"] = (
+        f"no parent: the verdict is {v.label}" if v.parent is None
+        else "no sibling: no other feature has this parent (or none has a defined proportionality)"
     )
     why["information_test"] = "not computed"
     why["confidence"] = why["confidence_basis"] = "the feature is never active: there is no verdict to doubt"
@@ -348,6 +355,8 @@ class FeatureMatcher:
             "nesting": large["nesting"],
             "siblings_inside": large["siblings_inside"],
             "inside_siblings": large["inside_siblings"],
+            "parent_proportionality": large["parent_proportionality"],
+            "sibling_proportionality": large["sibling_proportionality"],
             "best": large["best_activation_correlation_index"],
         }
 
@@ -476,6 +485,7 @@ class FeatureMatcher:
         parent_pair = self._parent_pairs(feature, corr, related, mass) & np.isfinite(corr)
         coactive_lower = np.full(n_t, np.nan)
         sib_in, sib_of = np.full(n_t, np.nan), np.full(n_t, np.nan)
+        prop, sib_prop = np.full(n_t, np.nan), np.full(n_t, np.nan)
         # The sibling test needs the parent's other children: known from the smaller side (its
         # children are the parent pairs) and from an alignment; from the larger side without one
         # it costs a pass of the parent over the codes, which the verdict pays anyway and a
@@ -485,9 +495,9 @@ class FeatureMatcher:
             self._children_of(feature, corr, dec, mass)
         for t in np.flatnonzero(parent_pair):
             pair = (feature, int(t)) if self._source_is_larger else (int(t), feature)
-            coactive_lower[t] = self._coactive(*pair)[2]
+            coactive_lower[t], prop[t] = self._coactive(*pair)[2:]
             if siblings_known:
-                sib_in[t], sib_of[t] = self._sibling_of(*pair)
+                sib_in[t], sib_of[t], sib_prop[t] = self._sibling_of(*pair)
         relation = V.pair_relations(
             corr,
             dec,
@@ -500,6 +510,8 @@ class FeatureMatcher:
             equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
             siblings_inside=sib_in if siblings_known else None,
             inside_siblings=sib_of if siblings_known else None,
+            proportionality=prop if siblings_known else None,
+            sibling_proportionality=sib_prop if siblings_known else None,
         )
 
         return _Scores(
@@ -618,25 +630,30 @@ class FeatureMatcher:
         return (self.target_ctx, self._target) if self._source_is_larger else (self.source_ctx, self._source)
 
     @cached_property
-    def _coactives(self) -> dict[tuple[int, int], tuple[float, int, float]]:
+    def _coactives(self) -> dict[tuple[int, int], tuple[float, int, float, float]]:
         return {}
 
-    def _coactive(self, large_feature: int, small_feature: int) -> tuple[float, int, float]:
-        """(co-active correlation, its number of examples, its family-wise lower bound) of a parent
-        pair: Pearson over the examples where both fire (the third test of ``equivalent``,
-        :func:`verdicts.is_equivalent`); the alignment's when it holds this pair, else from the
-        two features' codes. NaN correlation where fewer than 3 co-active examples."""
+    def _coactive(self, large_feature: int, small_feature: int) -> tuple[float, int, float, float]:
+        """(co-active correlation, its number of examples, its family-wise lower bound,
+        proportionality) of a parent pair: Pearson over the examples where both fire (the third
+        test of ``equivalent``, :func:`verdicts.is_equivalent`) and how close the larger feature
+        is to a multiple of the smaller where that one fires (:mod:`.proportionality`, the fifth);
+        the alignment's when it holds this pair, else from the two features' codes. NaN
+        correlation where fewer than 3 co-active examples."""
         key = (large_feature, small_feature)
         if key not in self._coactives:
             t = self._table
             if t is not None and t["parent"][large_feature] == small_feature:
                 r, n = float(t["parent_coactive_correlation"][large_feature]), int(t["parent_coactive_count"][large_feature])
                 lower = float(self._table_coactive_lower[large_feature])
+                prop = float(t["parent_proportionality"][large_feature])
             else:
                 (large_ctx, _), (small_ctx, _) = self._large, self._small
-                r, n = M.coactive_of(*large_ctx.codes.feature(large_feature), *small_ctx.codes.feature(small_feature))
+                large_codes, small_codes = large_ctx.codes.feature(large_feature), small_ctx.codes.feature(small_feature)
+                r, n = M.coactive_of(*large_codes, *small_codes)
                 lower = float(V.coactive_lower_bound(r, n, n_tests=self._large[0].n_features))
-            self._coactives[key] = (r, n, lower)
+                prop = PROP.proportionality_of(*large_codes, *small_codes)
+            self._coactives[key] = (r, n, lower, prop)
         return self._coactives[key]
 
     @cached_property
@@ -749,46 +766,54 @@ class FeatureMatcher:
         order = np.lexsort((ids, -c))  # best-correlated first, ties by id
         ids, c, d = ids[order], c[order], d[order]
         opt = self.options
-        lower = np.array([self._coactive(int(u), small_feature)[2] for u in ids], dtype=np.float64)
-        inside, inside_of = self._sibling_evidence(ids)
+        pairs = np.array([self._coactive(int(u), small_feature)[2:] for u in ids], dtype=np.float64).reshape(-1, 2)
+        lower, prop = pairs[:, 0], pairs[:, 1]
+        inside, inside_of, sib_prop = self._sibling_evidence(ids, prop)
         if self._table is None:  # with an alignment, _sibling_of reads its tables directly
-            self._siblings.update({int(u): (float(a), float(b)) for u, a, b in zip(ids, inside, inside_of, strict=True)})
+            self._siblings.update(
+                {int(u): (float(a), float(b), float(c)) for u, a, b, c in zip(ids, inside, inside_of, sib_prop, strict=True)}
+            )
         self._children[small_feature] = (
             ids, c, d,
             V.is_equivalent(
                 c, d, opt.equivalent_decoder_cosine, opt.equivalent_correlation,
                 coactive_lower=lower, equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
                 siblings_inside=inside, inside_siblings=inside_of,
+                proportionality=prop, sibling_proportionality=sib_prop,
             ),
         )
         return self._children[small_feature]
 
     @cached_property
-    def _siblings(self) -> dict[int, tuple[float, float]]:
-        """(siblings_inside, inside_siblings) of larger-side features whose parent's children
-        were listed (:meth:`_children_of`)."""
+    def _siblings(self) -> dict[int, tuple[float, float, float]]:
+        """(siblings_inside, inside_siblings, sibling_proportionality) of larger-side features
+        whose parent's children were listed (:meth:`_children_of`)."""
         return {}
 
-    def _sibling_evidence(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _sibling_evidence(self, ids: np.ndarray, prop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``siblings.sibling_nesting`` of one parent's children ``ids`` (any order; float64 (q,)
-        each, in that order): the alignment's when it holds them, else from their codes, sliced
-        in ascending id order as the alignment does, so that both get the same bits."""
+        each, in that order) and the median of the others' proportionality ``prop`` (q,): the
+        alignment's when it holds them, else from their codes, sliced in ascending id order as
+        the alignment does, so that both get the same bits."""
         if self._table is not None:
-            return self._table["siblings_inside"][ids], self._table["inside_siblings"][ids]
+            t = self._table
+            return t["siblings_inside"][ids], t["inside_siblings"][ids], t["sibling_proportionality"][ids]
         large_ctx, _ = self._large
         order = np.argsort(ids, kind="stable")
         inside, inside_of = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
         if len(ids) >= 2:
             inside[order], inside_of[order] = SIB.sibling_nesting(large_ctx.codes.csc[:, ids[order]], self.n_examples)
-        return inside, inside_of
+        return inside, inside_of, PROP.others_median(prop)
 
-    def _sibling_of(self, large_feature: int, small_feature: int) -> tuple[float, float]:
-        """(siblings_inside, inside_siblings) of a larger-side feature among ``small_feature``'s
-        children (its parent's): NaN when it has no sibling."""
-        if self._table is not None and self._table["parent"][large_feature] == small_feature:
-            return float(self._table["siblings_inside"][large_feature]), float(self._table["inside_siblings"][large_feature])
+    def _sibling_of(self, large_feature: int, small_feature: int) -> tuple[float, float, float]:
+        """(siblings_inside, inside_siblings, sibling_proportionality) of a larger-side feature
+        among ``small_feature``'s children (its parent's): NaN when it has no sibling."""
+        t = self._table
+        if t is not None and t["parent"][large_feature] == small_feature:
+            u = large_feature
+            return float(t["siblings_inside"][u]), float(t["inside_siblings"][u]), float(t["sibling_proportionality"][u])
         self._children_of(small_feature)
-        return self._siblings.get(int(large_feature), (float("nan"), float("nan")))
+        return self._siblings.get(int(large_feature), (float("nan"),) * 3)
 
     def _null(self, feature: int, scores: _Scores) -> tuple[NullModel, _PValues]:
         """The null model and per-target p-values (family-wise over all candidates)."""
@@ -965,12 +990,12 @@ class FeatureMatcher:
                 **_confidence(label, np.nan if best is None else corr[best], nest),
             )
         siblings, *_ = self._children_of(p)
-        co_r, co_n, co_lower = self._coactive(feature, p)
-        s_in, s_of = self._sibling_of(feature, p)
+        co_r, co_n, co_lower, prop = self._coactive(feature, p)
+        s_in, s_of, s_prop = self._sibling_of(feature, p)
         by = V.equivalent_by(
             corr[p], dec[p], opt.equivalent_decoder_cosine, opt.equivalent_correlation,
             coactive_lower=co_lower, equivalent_coactive_correlation=opt.equivalent_coactive_correlation,
-            siblings_inside=s_in, inside_siblings=s_of,
+            siblings_inside=s_in, inside_siblings=s_of, proportionality=prop, sibling_proportionality=s_prop,
         )[0] or None
         label = str(V.large_side_classes([True], [by is not None], [len(siblings)], [count])[0])
         contained = scores.metric.at("p_target_given_source", p)[0]
@@ -994,6 +1019,13 @@ class FeatureMatcher:
                     f"{V.EQUIVALENT_SIBLINGS_INSIDE}) and it does not lie inside them ({s_of:.3f}, "
                     f"{s_in - s_of:.3f} less, >= {V.EQUIVALENT_SIBLING_ASYMMETRY}), r = {corr[p]:.3f} >= "
                     f"{V.COACTIVE_MIN_CORRELATION}: it reads its parent's feature, not a part of it"
+                ),
+                "proportionality": (
+                    f"where its parent fires it is nearly a multiple of it (squared cosine {prop:.3f} >= "
+                    f"{V.EQUIVALENT_PROPORTIONALITY}), {V.EQUIVALENT_PROPORTIONALITY_GAP} or more above its "
+                    + (f"{len(siblings) - 1} sibling(s)' median {s_prop:.3f}" if np.isfinite(s_prop) else "siblings' (none: 0)")
+                    + f", r = {corr[p]:.3f} >= {V.COACTIVE_MIN_CORRELATION}: it scales with its parent's feature, "
+                    "not with a part of it"
                 ),
                 None: "",
             }[by],
@@ -1021,6 +1053,8 @@ class FeatureMatcher:
             parent_coactive_lower=_opt(co_lower),
             siblings_inside=_opt(s_in),
             inside_siblings=_opt(s_of),
+            parent_proportionality=_opt(prop),
+            sibling_proportionality=_opt(s_prop),
             rule=f"parent {other} {p}, the best-correlated ({how}); {why}",
             significance=V.SIGNIFICANCE_BASIS,
             information_test=info,

@@ -201,7 +201,7 @@ class Verdict(BaseModel):
     children: list[int] = Field(default_factory=list)
     """Smaller side: the larger-side features whose parent it is, best-correlated first."""
     children_scores: list[float] = Field(default_factory=list)
-    equivalent_by: Literal["decoder_cosine", "correlation", "coactive_correlation", "siblings"] | None = None
+    equivalent_by: Literal["decoder_cosine", "correlation", "coactive_correlation", "siblings", "proportionality"] | None = None
     """Which test made the parent pair ``equivalent`` (the first that passes, in this order)."""
     siblings_inside: float | None = None
     """Larger side, beside siblings (other features with the same parent): how much of their
@@ -209,6 +209,13 @@ class Verdict(BaseModel):
     by siblings when >= 0.6 and >= ``inside_siblings`` + 0.45 with r >= 0.5."""
     inside_siblings: float | None = None
     """The reverse: how much of the source's activation lies on theirs."""
+    parent_proportionality: float | None = None
+    """Larger side: how close the source is to a multiple of its parent where the parent is
+    active (the squared cosine of the two there, ``proportionality.proportionality``);
+    ``equivalent`` by proportionality when >= 0.5 and >= ``sibling_proportionality`` (0 without
+    siblings) + 0.2, with r >= 0.5."""
+    sibling_proportionality: float | None = None
+    """The median ``parent_proportionality`` of its siblings (None without any)."""
     parent_coactive_correlation: float | None = None
     """Larger side: the parent pair's Pearson correlation over the examples where both are active
     (None: fewer than 3, or no variance there): do the two magnitudes move together?"""

@@ -52,6 +52,7 @@ from splatnlp.mechinterp.analysis import FeatureMatcher, MatchOptions
 from splatnlp.mechinterp.analysis.match.matcher import SORT_KEYS
 from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics import pairs as M
+from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.context import MechInterpContext, build_context
 from splatnlp.mechinterp.demo.build import load_ground_truth
 from splatnlp.mechinterp.demo.world import GroundTruth
@@ -139,7 +140,8 @@ def brute_scores(pair: Pair, f: int, options: MatchOptions) -> dict[str, np.ndar
     # model (7 vs 40 features), so target t is a child when the source is t's best-correlated
     # source feature and they are related (r >= 0.3) or t is nested in it; a child is equivalent
     # when their decoders point the same way, their activations nearly agree, or their codes
-    # correlate where both fire (Fisher-z lower bound, Bonferroni over the 40 larger features).
+    # correlate where both fire (Fisher-z lower bound, Bonferroni over the 40 larger features), or
+    # it is near a multiple of the source where the source fires, more than the other children.
     S = pair.source_codes
     z = 1.96
 
@@ -160,10 +162,15 @@ def brute_scores(pair: Pair, f: int, options: MatchOptions) -> dict[str, np.ndar
         z_fw = scipy.stats.norm.ppf(1 - 0.05 / n_t)
         return math.tanh(math.atanh(min(r, 1 - 1e-12)) - z_fw / math.sqrt(both.sum() - 3))
 
-    relation = []
+    def proportionality(t: int) -> float:
+        """Squared cosine of t and the source on the source's active examples."""
+        on = S[:, f] > 0
+        num, den = np.dot(T[on, t], S[on, f]) ** 2, np.dot(S[:, f], S[:, f]) * np.dot(T[on, t], T[on, t])
+        return float(num / den) if den > 0 else float("nan")
+
+    child = np.zeros(n_t, bool)
     for t in range(n_t):
         if not np.isfinite(corr[t]):
-            relation.append("unrelated")
             continue
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -171,12 +178,29 @@ def brute_scores(pair: Pair, f: int, options: MatchOptions) -> dict[str, np.ndar
         s_ok = ((S > 0).sum(0) >= options.min_active) & (S.std(0) > 0)
         back = np.where(s_ok, back, -np.inf)
         nested = corr[t] > 0 and nesting(t) >= options.nested_containment
-        if int(np.argmax(back)) != f or not (related[t] or nested):
+        child[t] = int(np.argmax(back)) == f and (related[t] or nested)
+    # The proportionality test compares a child with the median of the source's other children.
+    prop = {t: proportionality(t) for t in np.flatnonzero(child)}
+
+    def sibling_median(t: int) -> float:
+        others = [v for u, v in prop.items() if u != t and np.isfinite(v)]
+        return float(np.median(others)) if others else 0.0
+
+    relation = []
+    for t in range(n_t):
+        if not np.isfinite(corr[t]):
+            relation.append("unrelated")
+        elif not child[t]:
             relation.append("partial" if related[t] else "unrelated")
         elif (
             (dec[t] >= options.equivalent_decoder_cosine and corr[t] >= 0.8)
             or corr[t] >= options.equivalent_correlation
             or (coactive_lower(t) >= options.equivalent_coactive_correlation and corr[t] >= 0.5)
+            or (
+                prop[t] >= V.EQUIVALENT_PROPORTIONALITY
+                and prop[t] - sibling_median(t) >= V.EQUIVALENT_PROPORTIONALITY_GAP
+                and corr[t] >= 0.5
+            )
         ):
             relation.append("equivalent")
         else:
@@ -282,7 +306,7 @@ def test_score_all_matches_brute_force(pair, matchers, feature) -> None:
     assert got["relation"].tolist() == expected["relation"].tolist()
 
 
-def test_planted_relations_are_found(pair, matchers) -> None:
+def test_planted_relations_are_found(pair, matchers, monkeypatch) -> None:
     """The brute force agrees with the matcher; this checks the planted pairs are what we think."""
     by_target = {
         m.target_feature: m
@@ -295,10 +319,14 @@ def test_planted_relations_are_found(pair, matchers) -> None:
     # The source model is the smaller one (7 vs 40 features) and the superset's best source is
     # SRC_PLAIN, so the pair is a parent pair. Where both fire the superset is 0.5 + SRC_PLAIN:
     # the magnitudes move together exactly (co-active correlation 1), so the pair is one feature;
-    # without that test the label follows the assignment (the larger model's feature is the
-    # part). The containments stay in the report as evidence either way.
+    # it is also near a multiple of SRC_PLAIN there (proportionality). Without those two tests the
+    # label follows the assignment (the larger model's feature is the part). The containments
+    # stay in the report as evidence either way.
     assert report.matches[0].relation == "equivalent"
     assert report.matches[0].p_target_given_source == 1.0
+    no_coactive = FeatureMatcher(pair.source, pair.target, options=MatchOptions(equivalent_coactive_correlation=1.01))
+    assert no_coactive.find_matches(SRC_PLAIN).matches[0].relation == "equivalent"
+    monkeypatch.setattr(V, "EQUIVALENT_PROPORTIONALITY", 1.01)
     no_coactive = FeatureMatcher(pair.source, pair.target, options=MatchOptions(equivalent_coactive_correlation=1.01))
     assert no_coactive.find_matches(SRC_PLAIN).matches[0].relation == "source_split_by_target"
     assert not report.is_unique

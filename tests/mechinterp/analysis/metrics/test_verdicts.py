@@ -204,17 +204,19 @@ def test_matcher_verdicts_are_the_alignment_classes_on_the_tiny_demo(tiny_demo_d
     _check_verdicts(full, ultra, tiny_alignment, small_ids, large_ids)
 
 
-def _planted_pair(tmp_path, rng, small: np.ndarray, large: np.ndarray, *, first_background: int):
-    """Full and Ultra contexts of two small code matrices whose columns 1.. (Full) and
-    ``first_background``.. (Ultra) are filled with unrelated background features, and their
-    alignment: ``(full, ultra, tables)``."""
+def _planted_pair(
+    tmp_path, rng, small: np.ndarray, large: np.ndarray, *, first_background: int, first_small_background: int = 1
+):
+    """Full and Ultra contexts of two small code matrices whose columns ``first_small_background``..
+    (Full) and ``first_background``.. (Ultra) are filled with unrelated background features, and
+    their alignment: ``(full, ultra, tables)``."""
     import scipy.sparse as sp
     from helpers import random_examples, random_sae
 
     from splatnlp.mechinterp.context import build_context
 
     n = len(small)
-    for j in range(1, small.shape[1]):
+    for j in range(first_small_background, small.shape[1]):
         small[:, j] = (rng.random(n) < 0.2) * rng.uniform(0.5, 1.5, n)
     for j in range(first_background, large.shape[1]):
         large[:, j] = (rng.random(n) < 0.2) * rng.uniform(0.5, 1.5, n)
@@ -318,9 +320,80 @@ def test_a_latent_that_holds_its_siblings_is_equivalent_everywhere(tmp_path, mon
     for key in ("siblings_inside", "inside_siblings"):
         tol = float_tol(np.float64, 4000, scale=2.0)
         np.testing.assert_allclose(p_tab[key], u_tab[key], rtol=tol, atol=tol)
-    # Without its siblings the same pair is a lone child, not equivalent: the rule reads them.
+    # Without its siblings the sibling test cannot pass: the rule reads them. (The pair is still
+    # equivalent, by proportionality: a latent that fires on all of its parent's examples and on
+    # no other is near a multiple of it there, squared cosine ~0.6 with independent magnitudes.)
     alone_codes = sp.csr_matrix(np.where(np.isin(np.arange(6), [1, 2]), 0.0, large).astype(np.float32))
     alone_ctx = build_context(tmp_path / "alone", sae=random_sae(2, n_features=6), examples=full.examples,
                               codes=alone_codes, model_type="ultra", n_top_examples=10, progress=False)
     alone = align_contexts(full, alone_ctx, options=AlignOptions(n_null_features=4, n_null_directions=4))
-    assert alone.side("ultra")[1]["class_label"][0] == "partial"
+    a_tab = alone.side("ultra")[1]
+    assert np.isnan(a_tab["siblings_inside"][0]) and a_tab["class_label"][0] == "equivalent"
+    assert V.equivalent_by(a_tab["parent_score"][:1], a_tab["parent_decoder_cosine"][:1],
+                           siblings_inside=a_tab["siblings_inside"][:1], inside_siblings=a_tab["inside_siblings"][:1])[0] == ""
+    assert V.equivalent_by(a_tab["parent_score"][:1], a_tab["parent_decoder_cosine"][:1],
+                           proportionality=a_tab["parent_proportionality"][:1])[0] == "proportionality"
+
+
+def test_equivalent_by_proportionality_needs_the_cut_the_gap_over_siblings_and_r() -> None:
+    corr = np.full(5, 0.6)
+    corr[4] = 0.4  # below COACTIVE_MIN_CORRELATION
+    dec = np.zeros(5)
+    prop = np.array([0.9, 0.9, 0.45, 0.9, 0.9])
+    sib = np.array([np.nan, 0.75, np.nan, 0.6, np.nan])  # NaN: no sibling, compared with 0
+    by = V.equivalent_by(corr, dec, proportionality=prop, sibling_proportionality=sib)
+    assert by.tolist() == ["proportionality", "", "", "proportionality", ""]
+    # Unknown evidence leaves the test out; a stronger test takes precedence in the report.
+    assert V.equivalent_by(corr, dec).tolist() == [""] * 5
+    assert V.equivalent_by([0.95], [0.0], proportionality=[0.9])[0] == "correlation"
+    labels = V.pair_relations(corr, dec, np.ones(5, bool), source_is_larger=True, proportionality=prop,
+                              sibling_proportionality=sib)
+    assert labels.tolist() == ["equivalent", "source_part_of_target", "source_part_of_target", "equivalent",
+                               "source_part_of_target"]
+
+
+def test_a_latent_that_scales_with_its_parent_is_equivalent_everywhere(tmp_path) -> None:
+    """Large feature 0 is its parent (small 0) times a factor near 1 wherever that fires, and also
+    fires off it (so r < 0.9); the parent's magnitudes vary little, so the co-active correlation
+    is low: only the proportionality test passes, and 0 is ``equivalent`` (else ``partial``).
+    Large 1-3 are each as proportional to small 1, but all alike: no gap over the siblings, so
+    they stay children. Every view agrees, from the codes and from a saved alignment."""
+    from splatnlp.mechinterp.analysis import save_tables
+
+    rng = np.random.default_rng(11)
+    n = 4000
+    small = np.zeros((n, 4), np.float32)
+    large = np.zeros((n, 8), np.float32)
+    off = lambda: (rng.random(n) < 0.25) * rng.uniform(0.5, 1.5, n)  # noqa: E731
+    for s, kids in ((0, [0]), (1, [1, 2, 3])):
+        on = rng.random(n) < 0.3
+        small[:, s] = on * rng.uniform(1.0, 1.2, n)
+        for u in kids:
+            large[:, u] = np.where(on, small[:, s] * rng.uniform(0.9, 1.1, n), off())
+    full, ultra, tables = _planted_pair(tmp_path, rng, small, large, first_background=4, first_small_background=2)
+    _, u_tab = tables.side("ultra")
+    assert u_tab["parent"][:4].tolist() == [0, 1, 1, 1]
+    assert u_tab["class_label"][:4].tolist() == ["equivalent", "split_child", "split_child", "split_child"]
+    assert u_tab["parent_proportionality"][:4].min() >= 0.9
+    assert np.isnan(u_tab["sibling_proportionality"][0])  # an only child
+    assert (u_tab["parent_proportionality"][1:4] - u_tab["sibling_proportionality"][1:4]).max() < 0.05
+    assert u_tab["parent_score"][0] < V.EQUIVALENT_CORRELATION
+    assert V.coactive_lower_bound(u_tab["parent_coactive_correlation"][0], u_tab["parent_coactive_count"][0],
+                                  n_tests=8) < V.EQUIVALENT_COACTIVE_CORRELATION
+    _check_verdicts(full, ultra, tables, range(4), range(8))
+
+    save_tables(tables, tmp_path / "alignment")
+    tol = float_tol(np.float64, n, scale=2.0)
+    for matcher in (FeatureMatcher(ultra, full), FeatureMatcher(ultra, full, alignment=tmp_path / "alignment")):
+        report = matcher.find_matches(0)
+        v = report.verdict
+        assert v.label == "equivalent" and v.equivalent_by == "proportionality", v.rule
+        assert "nearly a multiple of it" in v.rule and "siblings' (none: 0)" in v.rule
+        assert v.parent_proportionality == pytest.approx(float(u_tab["parent_proportionality"][0]), abs=tol)
+        assert v.sibling_proportionality is None and "sibling_proportionality" in v.undefined
+        assert report.matches[0].relation == "equivalent"
+        child = matcher.find_matches(2).verdict
+        assert child.label == "split_child" and child.equivalent_by is None
+        assert child.sibling_proportionality == pytest.approx(float(u_tab["sibling_proportionality"][2]), abs=tol)
+    relations = {m.target_feature: m.relation for m in FeatureMatcher(full, ultra).find_matches(1, n_top_matches=3).matches}
+    assert relations == {1: "source_split_by_target", 2: "source_split_by_target", 3: "source_split_by_target"}
