@@ -287,8 +287,16 @@ def run_mode(mode: str, folder: Path, n: int, n_upstream: int, alignment: Path) 
 
 
 def _ensure_alignment(folder: Path, alignment: Path) -> None:
+    """Align into ``alignment`` unless it already holds tables this version reads, with a pair
+    index (an older layout is refused by ``load_tables``: rebuilt, as its message says)."""
+    from splatnlp.mechinterp.analysis.align.tables import load_tables
+
     if (alignment / "index" / "index.json").is_file():
-        return
+        try:
+            load_tables(alignment)
+            return
+        except (FileNotFoundError, ValueError) as err:
+            print(f"rebuilding {alignment}: {err}", file=sys.stderr, flush=True)
     print(f"aligning into {alignment} for the pair index ...", file=sys.stderr, flush=True)
     t = time.perf_counter()
     subprocess.run(
