@@ -497,7 +497,7 @@ def align_contexts(
     coactive_count = np.where(has, mass.co_count, 0).astype(np.int64)
     # And how close each is to a multiple of its parent where the parent fires, against its
     # siblings' median (verdicts.equivalent_by, "proportionality"): from the same co-active sums.
-    small_sq = PROP.column_squares(csr_b if a_larger else csr_a)
+    small_sq = M.column_power_sums(csr_b if a_larger else csr_a, 2)
     proportion = np.where(
         has, PROP.proportionality(mass.co_sums[4], mass.co_sums[2], small_sq[np.maximum(best_ls, 0)]), np.nan
     )

@@ -649,10 +649,13 @@ class FeatureMatcher:
                 prop = float(t["parent_proportionality"][large_feature])
             else:
                 (large_ctx, _), (small_ctx, _) = self._large, self._small
-                large_codes, small_codes = large_ctx.codes.feature(large_feature), small_ctx.codes.feature(small_feature)
-                r, n = M.coactive_of(*large_codes, *small_codes)
+                small_rows, small_values = small_ctx.codes.feature(small_feature)
+                # One intersection of the two features' rows gives both tests' sums.
+                sums = M.coactive_sums_of(*large_ctx.codes.feature(large_feature), small_rows, small_values)
+                r, n = float(M.coactive_pearson(*sums)), int(sums[0])
                 lower = float(V.coactive_lower_bound(r, n, n_tests=self._large[0].n_features))
-                prop = PROP.proportionality_of(*large_codes, *small_codes)
+                small_sq = float(np.square(small_values, dtype=np.float64).sum())
+                prop = float(PROP.proportionality(sums[5], sums[3], small_sq))
             self._coactives[key] = (r, n, lower, prop)
         return self._coactives[key]
 

@@ -226,16 +226,43 @@ def coactive_pearson(count, sx, sy, sxx, syy, sxy) -> np.ndarray:
         return np.where(ok, np.clip(cov / np.sqrt(vx * vy), -1.0, 1.0), np.nan)
 
 
+def coactive_sums_of(
+    rows: np.ndarray, values: np.ndarray, other_rows: np.ndarray, other_values: np.ndarray
+) -> np.ndarray:
+    """One pair's sums over the examples where both are active, float64 of shape (6,): count,
+    sum x, sum y, sum x², sum y², sum x·y (x the first feature), in the order of
+    :attr:`InsideMass.co_sums` after the count; from each feature's active rows and values (rows
+    sorted ascending, as the codes store them)."""
+    common, i, j = np.intersect1d(rows, other_rows, assume_unique=True, return_indices=True)
+    x = np.asarray(values, dtype=np.float64)[i]
+    y = np.asarray(other_values, dtype=np.float64)[j]
+    return np.array([len(common), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()])
+
+
 def coactive_of(
     rows: np.ndarray, values: np.ndarray, other_rows: np.ndarray, other_values: np.ndarray
 ) -> tuple[float, int]:
     """(:func:`coactive_pearson`, number of co-active examples) of one pair, from each feature's
     active rows and values (rows sorted ascending, as the codes store them)."""
-    common, i, j = np.intersect1d(rows, other_rows, assume_unique=True, return_indices=True)
-    x = np.asarray(values, dtype=np.float64)[i]
-    y = np.asarray(other_values, dtype=np.float64)[j]
-    r = coactive_pearson(len(common), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum())
-    return float(r), int(len(common))
+    sums = coactive_sums_of(rows, values, other_rows, other_values)
+    return float(coactive_pearson(*sums)), int(sums[0])
+
+
+def column_power_sums(csr: sp.spmatrix, power: int, block: int = 1 << 24) -> np.ndarray:
+    """``sum_n x_nk ** power`` of every column k of a sparse (n, K) CSR matrix, float64 of shape
+    (K,), for ``power`` 2 or 4, in blocks of entries: a float64 copy of every code at once would
+    be 1.8 GB at real scale."""
+    if power not in (2, 4):
+        raise ValueError(f"power = {power!r}; expected 2 or 4")
+    k = csr.shape[1]
+    out = np.zeros(k)
+    for lo in range(0, len(csr.data), block):
+        d = np.asarray(csr.data[lo : lo + block], dtype=np.float64)
+        d *= d
+        if power == 4:
+            d *= d
+        out += np.bincount(csr.indices[lo : lo + block], weights=d, minlength=k)
+    return out
 
 
 def inside_mass_of(rows: np.ndarray, values: np.ndarray, candidate_rows: np.ndarray) -> tuple[float, float, float]:

@@ -10,9 +10,9 @@ the squared cosine between the two activation vectors restricted to p's active e
 u = c p wherever p fires, whatever u does where p is silent. A latent that reads p's feature
 scales with it on all of p's examples; a child fires on a part of them, with its own magnitude,
 so most of p's activation meets u at 0 or at a magnitude that does not follow p's. Both sums
-over the co-active examples come from the pass that gives the co-active correlation
-(:func:`~splatnlp.mechinterp.analysis.metrics.pairs.inside_mass`), and ``sum p^2`` is p's own
-second moment, so it costs no pass of its own.
+over the co-active examples are the co-active correlation's (align: ``pairs.inside_mass``; one
+pair: ``pairs.coactive_sums_of``), and ``sum p^2`` is p's own second moment
+(``pairs.column_power_sums``), so it costs no pass of its own.
 
 ``sibling_proportionality[u]`` is the median proportionality of u's siblings (the other
 larger-side features with the same parent; NaN without any): the rule of
@@ -27,7 +27,7 @@ import numpy as np
 
 from splatnlp.mechinterp.analysis.metrics.siblings import _sibling_groups
 
-__all__ = ["column_squares", "others_median", "proportionality", "proportionality_of", "sibling_median"]
+__all__ = ["others_median", "proportionality", "sibling_median"]
 
 
 def proportionality(co_product: np.ndarray, co_large_sq: np.ndarray, small_sq: np.ndarray) -> np.ndarray:
@@ -45,17 +45,6 @@ def proportionality(co_product: np.ndarray, co_large_sq: np.ndarray, small_sq: n
     with np.errstate(invalid="ignore", divide="ignore"):
         # Clipped: float rounding can put an exact multiple a few ulps above 1.
         return np.where(den > 0, np.minimum(num / den, 1.0), np.nan)
-
-
-def proportionality_of(
-    rows: np.ndarray, values: np.ndarray, parent_rows: np.ndarray, parent_values: np.ndarray
-) -> float:
-    """:func:`proportionality` of one larger-side feature (its active ``rows`` ascending and
-    ``values``) to its parent (the same), summed in float64."""
-    _, i, j = np.intersect1d(rows, parent_rows, assume_unique=True, return_indices=True)
-    u = np.asarray(values, dtype=np.float64)[i]
-    p = np.asarray(parent_values, dtype=np.float64)
-    return float(proportionality((u * p[j]).sum(), (u * u).sum(), (p * p).sum()))
 
 
 def sibling_median(values: np.ndarray, parent: np.ndarray) -> np.ndarray:
@@ -90,13 +79,3 @@ def others_median(values: np.ndarray) -> np.ndarray:
             out[i] = float(np.median(others))
     return out
 
-
-def column_squares(csr, block: int = 1 << 24) -> np.ndarray:
-    """``sum_n x_nk^2`` of every column k of a sparse (n, K) CSR matrix, float64 of shape (K,),
-    in blocks of entries (a float64 copy of every code at once would be 1.8 GB at real scale)."""
-    k = csr.shape[1]
-    out = np.zeros(k)
-    for lo in range(0, len(csr.data), block):
-        d = np.asarray(csr.data[lo : lo + block], dtype=np.float64)
-        out += np.bincount(csr.indices[lo : lo + block], weights=d * d, minlength=k)
-    return out

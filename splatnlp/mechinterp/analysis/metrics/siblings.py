@@ -27,6 +27,8 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
+from splatnlp.mechinterp.analysis.metrics.pairs import column_power_sums
+
 __all__ = ["SIBLING_POWER", "sibling_nesting", "sibling_nesting_by_parent", "sibling_nesting_from_sums"]
 
 SIBLING_POWER = 4
@@ -91,15 +93,7 @@ def sibling_nesting_from_sums(
     """
     parent = np.asarray(parent, dtype=np.int64)
     n, k = csr.shape
-    total = np.zeros(k)
-    # Each feature's summed fourth power, in blocks of entries: a float64 copy of every code at
-    # once would be 1.8 GB at real scale.
-    data, indices = csr.data, csr.indices
-    for lo in range(0, len(data), _BLOCK):
-        d = np.asarray(data[lo : lo + _BLOCK], dtype=np.float64)
-        d *= d
-        d *= d
-        total += np.bincount(indices[lo : lo + _BLOCK], weights=d, minlength=k)
+    total = column_power_sums(csr, SIBLING_POWER)
     rate = np.asarray(count, dtype=np.float64) / max(n, 1)
     inside, inside_of = np.full(k, np.nan), np.full(k, np.nan)
     for s, group in _sibling_groups(parent):
@@ -117,10 +111,6 @@ def _sibling_groups(parent: np.ndarray) -> list[tuple[int, np.ndarray]]:
     has = has[np.argsort(parent[has], kind="stable")]  # by parent, ascending ids within one
     bounds = np.flatnonzero(np.diff(parent[has])) + 1
     return [(int(parent[g[0]]), g) for g in np.split(has, bounds) if len(g) >= 2]
-
-
-_BLOCK = 1 << 24
-"""Entries per block of :func:`sibling_nesting_from_sums`'s fourth-power sums (128 MB float64)."""
 
 
 def sibling_nesting_by_parent(

@@ -266,3 +266,12 @@ def test_coactive_lower_bound_is_fisher_z_with_bonferroni() -> None:
     by = V.equivalent_by([0.95, 0.6, 0.6, 0.6], [0.9, 0.1, 0.1, 0.1], coactive_lower=[0.9, 0.8, 0.7, np.nan])
     assert by.tolist() == ["decoder_cosine", "coactive_correlation", "", ""]
     assert V.equivalent_by([0.4], [0.1], coactive_lower=[0.99]).tolist() == [""]  # r below 0.5
+
+
+def test_column_power_sums_in_blocks_equal_the_dense_sums() -> None:
+    x = sp.random(300, 40, density=0.1, format="csr", random_state=2, dtype=np.float32)
+    dense = x.toarray().astype(np.float64)
+    for power in (2, 4):
+        np.testing.assert_allclose(M.column_power_sums(x, power, block=7), (dense**power).sum(0), rtol=float_tol(np.float64, 300))
+    with pytest.raises(ValueError, match=r"power = 3; expected 2 or 4"):
+        M.column_power_sums(x, 3)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from helpers import float_tol
 
+from splatnlp.mechinterp.analysis.metrics import pairs as M
 from splatnlp.mechinterp.analysis.metrics import proportionality as P
 
 
 def _dense(u: np.ndarray, p: np.ndarray) -> float:
     on = p > 0
     return float(np.dot(u[on], p[on]) ** 2 / (np.dot(p, p) * np.dot(u[on], u[on])))
+
+
+def _proportionality_of(u: np.ndarray, p: np.ndarray) -> float:
+    """As the matcher computes it for one pair: the co-active sums of the two codes' active rows."""
+    ur, pr = np.flatnonzero(u), np.flatnonzero(p)
+    sums = M.coactive_sums_of(ur, u[ur], pr, p[pr])
+    return float(P.proportionality(sums[5], sums[3], np.square(p[pr], dtype=np.float64).sum()))
 
 
 def test_proportionality_is_the_squared_cosine_on_the_parent_examples() -> None:
@@ -25,20 +32,13 @@ def test_proportionality_is_the_squared_cosine_on_the_parent_examples() -> None:
         (p > 0) * (rng.random(n) < 0.3) * rng.uniform(0.2, 2.0, n),  # a part
     ):
         u = u.astype(np.float32)
-        rows, pr = np.flatnonzero(u), np.flatnonzero(p)
-        got = P.proportionality_of(rows, u[rows], pr, p[pr])
+        got = _proportionality_of(u, p)
         assert got == pytest.approx(_dense(u.astype(np.float64), p.astype(np.float64)), rel=float_tol(np.float64, n))
     multiple = np.where(p > 0, 0.7 * p, 1.0).astype(np.float32)
-    assert P.proportionality_of(np.arange(n), multiple, np.flatnonzero(p), p[p > 0]) == pytest.approx(1.0, abs=1e-6)
+    assert _proportionality_of(multiple, p) == pytest.approx(1.0, abs=1e-6)
     # No example where both fire: undefined.
     assert np.isnan(P.proportionality(0.0, 0.0, 4.0))
     assert P.proportionality(2.0 + 1e-15, 1.0, 4.0) <= 1.0  # rounding is clipped
-
-
-def test_column_squares_in_blocks_equal_the_dense_sums() -> None:
-    x = sp.random(300, 40, density=0.1, format="csr", random_state=2, dtype=np.float32)
-    want = (x.toarray().astype(np.float64) ** 2).sum(0)
-    np.testing.assert_allclose(P.column_squares(x, block=7), want, rtol=float_tol(np.float64, 300))
 
 
 def test_sibling_median_is_the_median_of_the_others_with_the_same_parent() -> None:

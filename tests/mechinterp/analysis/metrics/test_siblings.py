@@ -91,7 +91,11 @@ def test_from_the_compiled_sums_equals_the_columns(monkeypatch: pytest.MonkeyPat
     small = ((rng.random((400, 4)) < 0.4) * 1.0).astype(np.float32)
     parent = np.array([0, 0, 0, 1, 1, -1, 2, 3, 3, 3, 3, -1])
     offsets, _, _, inside4 = kernels.children_gram(sp.csr_matrix(x), sp.csr_matrix(small), parent)
-    monkeypatch.setattr(SIB, "_BLOCK", 97)  # several blocks of entries
+    from functools import partial
+
+    from splatnlp.mechinterp.analysis.metrics import pairs
+
+    monkeypatch.setattr(SIB, "column_power_sums", partial(pairs.column_power_sums, block=97))  # several blocks
     got = SIB.sibling_nesting_from_sums(offsets, inside4, sp.csr_matrix(x), parent, (x > 0).sum(axis=0))
     want = SIB.sibling_nesting_by_parent(sp.csc_matrix(x), parent)
     for g, w in zip(got, want, strict=True):
