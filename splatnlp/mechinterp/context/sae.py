@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -334,6 +335,38 @@ class SAE:
         unit = sae.normalize_decoder or sae.rescale_acts_by_decoder_norm
         x_hat = codes @ sae.decoder_directions(normalized=unit) + sae.b_dec
         return sae._normalize_out(x_hat, x)
+
+    @torch.no_grad()
+    def decode_csr(self, codes: Any, *, x: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`decode` for sparse codes, on the CPU: a sparse x dense product (``nnz x d_model``
+        multiply-adds instead of ``n_examples x n_features x d_model``: 11x fewer at SplatNLP's
+        Full SAE, ~190 of 2,048 active).
+
+        Parameters
+        ----------
+        codes : sparse matrix of shape (n_examples, n_features)
+        x : array of shape (n_examples, d_model), optional, as for :meth:`decode`
+
+        Returns
+        -------
+        x_hat : float32 array of shape (n_examples, d_model)
+        """
+        import scipy.sparse as sp  # only the information test decodes sparse codes
+
+        if not sp.issparse(codes) or codes.ndim != 2 or codes.shape[1] != self.n_features:
+            got = f"shape {codes.shape}" if sp.issparse(codes) else type(codes).__name__
+            raise ValueError(
+                f"codes must be a scipy sparse matrix of shape (n_examples, {self.n_features}) (the SAE "
+                f"has {self.n_features} features), got {got}"
+            )
+        if x is not None and np.shape(x)[0] != codes.shape[0]:
+            raise ValueError(f"x has {np.shape(x)[0]} rows and codes have {codes.shape[0]}; expected the same examples")
+        sae = self if self.W_dec.device.type == "cpu" else self.to("cpu")
+        unit = sae.normalize_decoder or sae.rescale_acts_by_decoder_norm
+        directions = sae.decoder_directions(normalized=unit).detach().numpy()
+        x_hat = np.asarray(sp.csr_matrix(codes, dtype=np.float32) @ directions) + sae.b_dec.detach().numpy()
+        tx = None if x is None else torch.from_numpy(np.array(x, dtype=np.float32))
+        return sae._normalize_out(torch.from_numpy(x_hat.astype(np.float32, copy=False)), tx).numpy()
 
     def decoder_directions(self, *, normalized: bool = True) -> torch.Tensor:
         """Decoder rows, one direction per feature.

@@ -28,6 +28,8 @@ from splatnlp.mechinterp.analysis.metrics.verdicts import (
     EQUIVALENT_PROPORTIONALITY_GAP,
     EQUIVALENT_SIBLING_ASYMMETRY,
     EQUIVALENT_SIBLINGS_INSIDE,
+    NOVEL_ERROR_RATIO,
+    WEAK_CORRELATION,
 )
 from splatnlp.mechinterp.report.folder import (
     INDEX,
@@ -77,6 +79,7 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("parent_score", "parent r", "float"),
     ("parent_decoder_cosine", "parent decoder cos", "float"),
     ("nesting", "nesting", "float"),
+    ("error_ratio", "error ratio", "float"),
     ("n_children", "children", "int"),
     ("best_activation_correlation", "best r match", "other"),
     ("best_activation_correlation_score", "best r", "float"),
@@ -222,11 +225,15 @@ def _rules(tables: AlignmentTables, small: str, large: str) -> dict[str, dict[st
     eq = _equivalent_rule(o)
     return {
         "larger": {
-            "split_child": f"assigned to its best-correlated {small} feature (correlation >= {rc}, or nested "
-            f"in it: nesting >= {nc}), which has two or more {large} features assigned",
+            "split_child": f"assigned to its best-correlated {small} feature (correlation >= {rc}; or, below it, "
+            f"nested in it: nesting >= {nc}, or correlation >= {WEAK_CORRELATION}, with the {small} SAE "
+            f"reconstructing the inputs where it fires as well as elsewhere: error ratio <= {NOVEL_ERROR_RATIO}), "
+            f"which has two or more {large} features assigned",
             "equivalent": f"assigned to its {small} parent and the same feature as it ({eq})",
             "partial": f"assigned to a {small} parent that has no other {large} feature, and not equivalent",
-            "novel": f"no parent: best correlation below {rc} (or undefined) and not nested (nesting below {nc})",
+            "novel": f"no parent: best correlation below {rc} (or undefined) and neither nested (nesting below {nc}) "
+            f"nor at correlation >= {WEAK_CORRELATION} with the {small} SAE covering where it fires (error ratio <= "
+            f"{NOVEL_ERROR_RATIO}); or it is, but the {small} SAE reconstructs the inputs there worse (error ratio above)",
             "dead": "never active on the examples aligned",
         },
         "smaller": {
@@ -387,8 +394,9 @@ def alignment_page(tables: AlignmentTables, plots: dict[str, bytes], *, source: 
                             ),
                             (
                                 "parent rule",
-                                f"correlation >= {r.options.related_correlation:g}, or nesting >= "
-                                f"{r.options.nested_containment:g}",
+                                f"correlation >= {r.options.related_correlation:g}; below it, nesting >= "
+                                f"{r.options.nested_containment:g} or correlation >= {WEAK_CORRELATION}, with error "
+                                f"ratio <= {NOVEL_ERROR_RATIO} (the information test)",
                             ),
                             (
                                 "equivalent",
@@ -610,6 +618,7 @@ SCRIPT = r"""
       items.push(["parent correlation", fmt(cols.parent_score[i], "parent_score")]);
       items.push(["parent decoder cosine", fmt(cols.parent_decoder_cosine[i], "parent_decoder_cosine")]);
       items.push(["nesting (best-correlated " + esc(models[other]) + ")", fmt(cols.nesting[i], "nesting")]);
+      items.push([esc(models[other]) + " error ratio where it fires", fmt(cols.error_ratio[i], "error_ratio")]);
       const p = cols.parent[i];
       if (p !== null && children.has(p)) items.push(["parent's children", String(children.get(p).length)]);
     } else {

@@ -246,6 +246,7 @@ def _verdict_section(report: MatchReport) -> Markup:
             ("P(parent | this)", "parent_containment"),
             ("its 95 % lower bound", "parent_containment_lower"),
             ("nesting (best candidate)", "best_nesting"),
+            ("error ratio (information test)", "error_ratio"),
             ("parent's children", "parent_n_children"),
             ("siblings inside it", "siblings_inside"),
             ("it inside its siblings", "inside_siblings"),

@@ -173,6 +173,9 @@ class NoCounterpart(BaseModel):
     """The highest correlation over every candidate (``report.best_correlation``)."""
     best_nesting: float | None = None
     """Larger side: the verdict's nesting bound in the best-correlated candidate."""
+    error_ratio: float | None = None
+    """Larger side: the verdict's information test, where it decided (``Verdict.error_ratio``; None
+    where the rule did not ask it, and in findings recorded before it existed)."""
     confidence: Literal["high", "low"] | None = None
     """Larger side: the verdict's confidence (``Verdict.confidence``; None for ``unique`` and
     ``dead``, and in findings recorded before it existed)."""

@@ -287,6 +287,7 @@ class ResearchStore(Database):
             best_candidate_relation=None if best is None else best.relation,
             best_correlation=report.best_correlation,
             best_nesting=v.best_nesting,
+            error_ratio=v.error_ratio,
             confidence=v.confidence,
             n_candidates_tested=report.n_candidates_tested,
         )

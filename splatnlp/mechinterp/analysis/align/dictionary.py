@@ -70,6 +70,7 @@ from splatnlp.mechinterp.analysis.align.tables import (
 from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics import pairs as M
 from splatnlp.mechinterp.analysis.metrics import proportionality as PROP
+from splatnlp.mechinterp.analysis.metrics import reconstruction as REC
 from splatnlp.mechinterp.analysis.metrics import siblings as SIB
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
 from splatnlp.mechinterp.analysis.metrics.cka import linear_cka
@@ -479,9 +480,26 @@ def align_contexts(
         mass.inside, mass.total, mass.total_sq, mom_small.count[np.maximum(best_ls, 0)], n
     )
     nesting[(best_ls < 0) | (mom_large.count < opt.min_active)] = np.nan
+    # The information test of the weak parents below the correlation cut: how well the smaller
+    # SAE reconstructs the inputs where each larger-side feature fires (one sparse decode of the
+    # smaller codes, then one product with the squared larger codes).
+    t_info = time.perf_counter()
+    small_ctx = b if a_larger else a
+    rows = REC.context_row_errors(small_ctx, n if n < a.n_examples else None)
+    if isinstance(rows, str):
+        error_ratio = np.full(len(best_ls), np.nan)
+        notes.append(
+            f"the information test of novel (error_ratio) could not run: {rows} Below the correlation "
+            f"cut, nested features kept their parent without it and r in [{V.WEAK_CORRELATION}, "
+            f"{opt.related_correlation}) was novel"
+        )
+    else:
+        error_ratio = REC.error_ratio(csr_a if a_larger else csr_b, rows)
+        error_ratio[mom_large.count < opt.min_active] = np.nan
+    timings["information"] = time.perf_counter() - t_info
     parent, parent_score = V.assign_parents(
         corr_ls, opt.related_correlation, nesting=nesting, nested_containment=opt.nested_containment,
-        best=(best_ls, large["best_activation_correlation_score"]),
+        best=(best_ls, large["best_activation_correlation_score"]), error_ratio=error_ratio,
     )
     side_large, side_small = (side_a, side_b) if larger == "a" else (side_b, side_a)
     has = parent >= 0
@@ -529,6 +547,7 @@ def align_contexts(
         parent_coactive_correlation=coactive,
         parent_coactive_count=coactive_count,
         nesting=nesting,
+        error_ratio=error_ratio,
         siblings_inside=siblings[0],
         inside_siblings=siblings[1],
         parent_proportionality=proportion,
@@ -542,6 +561,7 @@ def align_contexts(
         parent_coactive_correlation=np.full(len(n_assigned), np.nan),
         parent_coactive_count=np.zeros(len(n_assigned), np.int64),
         nesting=np.full(len(n_assigned), np.nan),
+        error_ratio=np.full(len(n_assigned), np.nan),
         siblings_inside=np.full(len(n_assigned), np.nan),
         inside_siblings=np.full(len(n_assigned), np.nan),
         parent_proportionality=np.full(len(n_assigned), np.nan),
@@ -575,8 +595,9 @@ def align_contexts(
         )
     rng = np.random.default_rng(opt.seed)
     block = _heatmap_block(corr_ls, parent, parent_score, n_assigned, rng)
-    # The siblings' pass ran inside this stage; it is timed on its own, so the stages add up.
-    timings["assign"] = time.perf_counter() - t - timings["siblings"]
+    # The siblings' pass and the information test ran inside this stage; they are timed on their
+    # own, so the stages add up.
+    timings["assign"] = time.perf_counter() - t - timings["siblings"] - timings["information"]
     del corr, corr_ls
     if index is not None and children is not None:
         # Each smaller-side feature's children's Gram matrix and coverage, for its decomposition

@@ -60,6 +60,7 @@ SIDE_ARRAYS: tuple[str, ...] = (
     "parent_coactive_correlation",
     "parent_coactive_count",
     "nesting",
+    "error_ratio",
     "siblings_inside",
     "inside_siblings",
     "parent_proportionality",
@@ -320,6 +321,13 @@ class AlignedFeature(BaseModel):
     """Larger side: how much of the feature's activation lies inside its best-correlated
     smaller-side feature beyond chance (95 % lower bound, ``verdicts.nesting_lower_bound``): the
     evidence of a parent below the correlation cut."""
+    error_ratio: float | None = None
+    """Larger side: the information test of ``novel`` (``reconstruction.error_ratio``): the
+    smaller SAE's fraction of variance unexplained on the examples where the feature fires
+    (weighted by its squared code) over its fraction on all examples. Above 1.04 the smaller SAE
+    misses what happens there, and weak evidence below the correlation cut gives no parent. None
+    when the smaller context kept no activations (the test could not run) or the feature is
+    (nearly) never active."""
     siblings_inside: float | None = None
     """Larger side, beside siblings (other features with its parent): how much of their
     activation lies on its active examples, beyond chance (mean over them,

@@ -82,6 +82,7 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "parent_coactive_correlation",
     "parent_coactive_count",
     "nesting",
+    "error_ratio",
     "siblings_inside",
     "inside_siblings",
     "parent_proportionality",
@@ -103,6 +104,10 @@ evidence the assignment rests on), ``parent_decoder_cosine`` and ``parent_coacti
 (the pair's correlation over the examples where both are active, measured on
 ``parent_coactive_count`` of them: the evidence of ``equivalent``), ``nesting`` (larger side: the share of its activation inside its best-correlated smaller-side
 feature beyond chance, 95 % lower bound; a parent below the correlation cut needs >= 0.5),
+``error_ratio`` (larger side: the smaller SAE's fraction of variance unexplained where the feature
+fires, weighted by its squared code, over its fraction everywhere: the information test of
+``novel``; below the correlation cut a nested feature, or one with r >= 0.25, has a parent only
+when it is <= 1.04; empty when the smaller context kept no activations),
 ``siblings_inside`` and ``inside_siblings`` (larger side, beside siblings, i.e. other features
 with the same parent: how much of their activation lies on its active examples beyond chance, and
 the reverse, means over them; ``equivalent`` by siblings when the first is >= 0.6 and exceeds the
@@ -191,6 +196,7 @@ class AlignmentTables:
             parent_coactive_correlation=_finite(arrays["parent_coactive_correlation"][feature]) if parent >= 0 else None,
             parent_coactive_count=int(arrays["parent_coactive_count"][feature]) if parent >= 0 else None,
             nesting=_finite(arrays["nesting"][feature]),
+            error_ratio=_finite(arrays["error_ratio"][feature]),
             siblings_inside=_finite(arrays["siblings_inside"][feature]),
             inside_siblings=_finite(arrays["inside_siblings"][feature]),
             parent_proportionality=_finite(arrays["parent_proportionality"][feature]),
@@ -224,6 +230,11 @@ def _aligned_null_reasons(a: AlignedFeature, *, larger: bool, hungarian_skipped:
             ),
             "nesting": "undefined: the parent is active on every example",
         }
+    why["error_ratio"] = (
+        "the information test is for the larger side's features (the parent rule)" if not larger
+        else "not computed: the smaller context kept no activations (see the report's notes), or "
+        "the feature is active on fewer than min_active examples"
+    )
     why["siblings_inside"] = why["inside_siblings"] = (
         "the sibling evidence is for the larger side's features" if not larger
         else f"no parent: the class is {a.class_label}" if a.parent is None
@@ -331,6 +342,7 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 ),
                 "parent_coactive_count": int(arrays["parent_coactive_count"][f]) if parent >= 0 else None,
                 "nesting": _finite(arrays["nesting"][f]),
+                "error_ratio": _finite(arrays["error_ratio"][f]),
                 "siblings_inside": _finite(arrays["siblings_inside"][f]),
                 "inside_siblings": _finite(arrays["inside_siblings"][f]),
                 "parent_proportionality": _finite(arrays["parent_proportionality"][f]),

@@ -44,6 +44,7 @@ from splatnlp.mechinterp.analysis.match.reports import (
 from splatnlp.mechinterp.analysis.metrics import kernels
 from splatnlp.mechinterp.analysis.metrics import pairs as M
 from splatnlp.mechinterp.analysis.metrics import proportionality as PROP
+from splatnlp.mechinterp.analysis.metrics import reconstruction as REC
 from splatnlp.mechinterp.analysis.metrics import siblings as SIB
 from splatnlp.mechinterp.analysis.metrics import stitching as ST
 from splatnlp.mechinterp.analysis.metrics import verdicts as V
@@ -201,8 +202,16 @@ def _confidence(label: str, best_score: float, nesting: float | None) -> dict[st
     return {"confidence": level or None, "confidence_basis": V.CONFIDENCE_BASIS if level else None}
 
 
-def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
-    """Why each None field of a verdict is None, from the verdict itself."""
+def _weak(corr: np.ndarray) -> np.ndarray:
+    """bool: correlations at or above ``verdicts.WEAK_CORRELATION``, where a parent below the cut
+    can be had with the information test (so a smaller-side feature's candidate children)."""
+    with np.errstate(invalid="ignore"):
+        return corr >= V.WEAK_CORRELATION
+
+
+def _verdict_null_reasons(v: Verdict, source_model: str, error_ratio_why: str | None = None) -> dict[str, str]:
+    """Why each None field of a verdict is None, from the verdict itself (and, for
+    ``error_ratio``, why the information test gave no number: ``error_ratio_why``)."""
     parent_fields = (
         "parent", "parent_score", "parent_decoder_cosine", "parent_containment",
         "parent_containment_lower", "parent_n_children", "parent_coactive_correlation",
@@ -216,6 +225,7 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
         why["siblings_inside"] = why["inside_siblings"] = "the sibling evidence is for larger-side features"
         why["sibling_proportionality"] = "the proportionality evidence is for larger-side features"
         why["information_test"] = "the stitching test is for larger-side features"
+        why["error_ratio"] = "the information test is for larger-side features (the parent rule)"
         why["confidence"] = why["confidence_basis"] = (
             "measured for larger-side verdicts only (a parent or novel); a smaller-side class follows from its children's"
         )
@@ -254,6 +264,10 @@ def _verdict_null_reasons(v: Verdict, source_model: str) -> dict[str, str]:
         else "no sibling: no other feature has this parent (or none has a defined proportionality)"
     )
     why["information_test"] = "not computed"
+    why["error_ratio"] = error_ratio_why or (
+        f"not needed: the parent rule asks the information test only below related_correlation with weak "
+        f"evidence of a parent (nested, or r >= {V.WEAK_CORRELATION}); see features.csv for every feature's"
+    )
     why["confidence"] = why["confidence_basis"] = "the feature is never active: there is no verdict to doubt"
     return why
 
@@ -353,6 +367,7 @@ class FeatureMatcher:
             "parent_coactive_correlation": large["parent_coactive_correlation"],
             "parent_coactive_count": large["parent_coactive_count"],
             "nesting": large["nesting"],
+            "error_ratio": large["error_ratio"],
             "siblings_inside": large["siblings_inside"],
             "inside_siblings": large["inside_siblings"],
             "parent_proportionality": large["parent_proportionality"],
@@ -565,7 +580,7 @@ class FeatureMatcher:
         From the larger side the parent is the best-correlated target, when related or nested
         (:func:`verdicts.assign_parents`). From the smaller side a target is a child when
         ``feature`` is *its* parent, which needs the target's correlations with the whole source
-        model (one reverse pass per candidate: every related target, and every target nested in
+        model (one reverse pass per candidate: every target at r >= WEAK_CORRELATION, and every target nested in
         the source).
         """
         out = np.zeros(len(corr), dtype=bool)
@@ -576,7 +591,7 @@ class FeatureMatcher:
             if parent >= 0:
                 out[parent] = True
             return out
-        candidates = np.flatnonzero(related | self._nested_candidates(feature, mass))
+        candidates = np.flatnonzero(related | _weak(corr) | self._nested_candidates(feature, mass))
         self._prefetch_parents(candidates)
         for target in candidates:
             out[target] = self._parent_of(int(target))[0] == feature
@@ -588,13 +603,45 @@ class FeatureMatcher:
         alignment's when it applies."""
         if self._table is not None:
             return int(self._table["parent"][large_feature])
-        best, _ = V.best_candidates(corr[None, :])
+        best, score = V.best_candidates(corr[None, :])
         nesting = np.array([self._nesting(large_feature, int(best[0]))])
+        # The information test only where it decides (weak evidence below the cut): it needs the
+        # smaller SAE's reconstruction of every example, computed once per matcher.
+        ratio = np.array([self._error_ratio(large_feature)[0] if self._needs_error_ratio(score[0], nesting[0]) else np.nan])
         parent, _ = V.assign_parents(
             corr[None, :], self.options.related_correlation, nesting=nesting,
-            nested_containment=self.options.nested_containment,
+            nested_containment=self.options.nested_containment, error_ratio=ratio,
         )
         return int(parent[0])
+
+    def _needs_error_ratio(self, score: float, nesting: float) -> bool:
+        """Whether the parent rule asks the information test for this best score and nesting
+        (:func:`verdicts.needs_error_ratio` under this matcher's options)."""
+        return bool(V.needs_error_ratio(score, nesting, self.options.related_correlation, self.options.nested_containment)[0])
+
+    @cached_property
+    def _small_row_errors(self) -> REC.RowErrors | str:
+        """The smaller SAE's residual and input energies on every example, or why they cannot be
+        had (its context kept no activations)."""
+        return REC.context_row_errors(self._small[0])
+
+    def _error_ratio(self, large_feature: int) -> tuple[float, str | None]:
+        """(:func:`reconstruction.error_ratio` of a larger-side feature, why it is NaN or None):
+        the alignment's when its verdicts are this matcher's, else from the codes."""
+        if self._table is not None:
+            value = float(self._table["error_ratio"][large_feature])
+            return value, None if np.isfinite(value) else (
+                "not computed by the alignment: the smaller context kept no activations (see its report's "
+                "notes), or the feature is active on fewer than min_active examples"
+            )
+        (large_ctx, large), _ = self._large, self._small
+        if large.count[large_feature] < self.options.min_active:
+            return float("nan"), f"the feature is active on fewer than min_active={self.options.min_active} examples"
+        rows = self._small_row_errors
+        if isinstance(rows, str):
+            return float("nan"), f"the information test could not run: {rows}"
+        value = REC.error_ratio_of(*large_ctx.codes.feature(large_feature), rows)
+        return value, None if np.isfinite(value) else "undefined: the inputs do not vary where the feature fires"
 
     def _nesting(self, large_feature: int, small_feature: int) -> float:
         """:func:`verdicts.nesting_lower_bound` of a larger-side feature in a smaller-side one
@@ -762,7 +809,7 @@ class FeatureMatcher:
                 dec = M.cosine_rows(self._small[1].decoder[small_feature], self._large[1].decoder)
             with np.errstate(invalid="ignore"):
                 related = corr >= self.options.related_correlation
-            candidates = np.flatnonzero(related | self._nested_candidates(small_feature, mass))
+            candidates = np.flatnonzero(related | _weak(corr) | self._nested_candidates(small_feature, mass))
             self._prefetch_parents(candidates)
             ids = np.array([u for u in candidates if self._parent_of(int(u))[0] == small_feature], dtype=np.int64)
             c, d = corr[ids], dec[ids]
@@ -936,8 +983,14 @@ class FeatureMatcher:
         """The alignment's class of ``feature`` with its evidence (rules in
         analysis/metrics/verdicts.py, applied to this one feature), and why each None is None."""
         v = self._verdict_of(feature, scores)
-        v.undefined = none_reasons(v, _verdict_null_reasons(v, self.source_ctx.model_type))
+        why_ratio = self._ratio_why.pop(feature, None)
+        v.undefined = none_reasons(v, _verdict_null_reasons(v, self.source_ctx.model_type, why_ratio))
         return v
+
+    @cached_property
+    def _ratio_why(self) -> dict[int, str]:
+        """Why a verdict being built has no error ratio although the rule asked for it."""
+        return {}
 
     def _verdict_of(self, feature: int, scores: _Scores) -> Verdict:
         opt = self.options
@@ -979,17 +1032,35 @@ class FeatureMatcher:
         # Nesting of the feature in its best-correlated candidate (the parent rule's second test).
         nest = None if best is None else _opt(self._nesting(feature, best))
         nest_text = "" if nest is None else f", nesting bound {nest:.3f}"
+        # The information test, reported where the rule asks it (weak evidence below the cut).
+        ratio = None
+        if best is not None and self._needs_error_ratio(corr[best], np.nan if nest is None else nest):
+            value, why_ratio = self._error_ratio(feature)
+            ratio = _opt(value)
+            if why_ratio is not None:
+                self._ratio_why[feature] = why_ratio
+        weak = "nested" if nest is not None and nest >= opt.nested_containment else f"r >= {V.WEAK_CORRELATION}"
         if p < 0:
             label = "dead" if count == 0 else "novel"
-            rule = (
-                f"{me} is never active: no correlation is defined"
-                if label == "dead"
-                else f"{best_text}{nest_text}: below related_correlation {opt.related_correlation} and "
-                f"not nested (nested_containment {opt.nested_containment}): no parent"
-            )
+            if label == "dead":
+                rule = f"{me} is never active: no correlation is defined"
+            elif ratio is not None:
+                rule = (
+                    f"{best_text}{nest_text}: below related_correlation {opt.related_correlation}; {weak}, but the "
+                    f"{other} SAE reconstructs the inputs where it fires worse than elsewhere (error ratio "
+                    f"{ratio:.3f} > {V.NOVEL_ERROR_RATIO}): it carries what the {other} SAE lacks, no parent"
+                )
+            else:
+                rule = (
+                    f"{best_text}{nest_text}: below related_correlation {opt.related_correlation}, not nested "
+                    f"(nested_containment {opt.nested_containment})"
+                    + ("" if best is None or corr[best] < V.WEAK_CORRELATION else
+                       f", and the information test could not run ({self._ratio_why.get(feature, 'no error ratio')})")
+                    + ": no parent"
+                )
             return Verdict(
                 label=label, side="larger", rule=rule, significance=V.SIGNIFICANCE_BASIS,
-                information_test=info, best_nesting=nest,
+                information_test=info, best_nesting=nest, error_ratio=ratio,
                 **_confidence(label, np.nan if best is None else corr[best], nest),
             )
         siblings, *_ = self._children_of(p)
@@ -1035,11 +1106,18 @@ class FeatureMatcher:
             "split_child": f"{other} {p} has {len(siblings)} {self.source_ctx.model_type} features assigned",
             "partial": f"{other} {p} has only this one assigned, and the pair is not equivalent",
         }[label]
-        how = (
-            f"r = {corr[p]:.3f} >= {opt.related_correlation}"
-            if corr[p] >= opt.related_correlation
-            else f"r = {corr[p]:.3f} < {opt.related_correlation}, but nested: bound {nest:.3f} >= {opt.nested_containment}"
-        )
+        if corr[p] >= opt.related_correlation:
+            how = f"r = {corr[p]:.3f} >= {opt.related_correlation}"
+        else:
+            how = (
+                f"r = {corr[p]:.3f} < {opt.related_correlation}, but "
+                + (f"nested: bound {nest:.3f} >= {opt.nested_containment}" if weak == "nested" else f"r >= {V.WEAK_CORRELATION}")
+                + (
+                    f", and the {other} SAE reconstructs the inputs where it fires as well as elsewhere "
+                    f"(error ratio {ratio:.3f} <= {V.NOVEL_ERROR_RATIO})" if ratio is not None
+                    else f" (the information test could not run: {self._ratio_why.get(feature, 'no error ratio')})"
+                )
+            )
         return Verdict(
             label=label,
             side="larger",
@@ -1049,6 +1127,7 @@ class FeatureMatcher:
             parent_containment=_opt(contained),
             parent_containment_lower=lower,
             best_nesting=nest,
+            error_ratio=ratio,
             parent_n_children=len(siblings),
             equivalent_by=by if label == "equivalent" else None,
             parent_coactive_correlation=_opt(co_r),

@@ -196,6 +196,13 @@ class Verdict(BaseModel):
     """Larger side: the chance-corrected containment bound of the source in its best-correlated
     candidate, ``(lower - q) / (1 - q)`` with q the candidate's firing rate: the parent rule's
     nesting test (a parent below the correlation cut needs >= ``nested_containment``)."""
+    error_ratio: float | None = None
+    """Larger side, where it decides (best correlation below ``related_correlation`` with weak
+    evidence of a parent: nested, or r >= 0.25): the information test of ``novel``, the smaller
+    SAE's fraction of variance unexplained on the examples where the source fires (weighted by its
+    squared code) over its fraction on all examples (``reconstruction.error_ratio``). At most 1.04:
+    the smaller SAE covers what happens there, and the weak evidence gives the parent; above it,
+    ``novel``. Every feature's is in the alignment's ``features.csv``."""
     parent_n_children: int | None = None
     """How many larger-side features have this parent (>= 2: the parent is split)."""
     children: list[int] = Field(default_factory=list)

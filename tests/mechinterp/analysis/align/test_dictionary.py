@@ -178,7 +178,10 @@ def test_first_examples_match_brute_force(pair: Pair, n_examples: int) -> None:
     np.testing.assert_array_equal(tables.a["count"], (pair.source_codes[:n_examples] > 0).sum(0))
     # More than the contexts hold means all of them.
     everything = align_contexts(pair.source, pair.target, options=AlignOptions(n_examples=10**6, **CHEAP))
-    assert everything.report.n_examples == PAIR_EXAMPLES and not everything.report.warnings
+    assert everything.report.n_examples == PAIR_EXAMPLES
+    # The pair is built from codes: the only warning is the information test's, which needs the
+    # smaller context's activations.
+    assert [w for w in everything.report.warnings if "information test" not in w] == []
 
 
 @pytest.mark.parametrize("n", [0, 1, 37, PAIR_EXAMPLES])

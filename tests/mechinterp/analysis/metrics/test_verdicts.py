@@ -397,3 +397,63 @@ def test_a_latent_that_scales_with_its_parent_is_equivalent_everywhere(tmp_path)
         assert child.sibling_proportionality == pytest.approx(float(u_tab["sibling_proportionality"][2]), abs=tol)
     relations = {m.target_feature: m.relation for m in FeatureMatcher(full, ultra).find_matches(1, n_top_matches=3).matches}
     assert relations == {1: "source_split_by_target", 2: "source_split_by_target", 3: "source_split_by_target"}
+
+
+def test_the_information_test_decides_the_weak_parents_below_the_cut() -> None:
+    # Best correlations: above the cut; nested below it; in [0.25, 0.3) not nested; below 0.25 not nested.
+    corr = np.array([[0.5, 0.1], [0.2, 0.1], [0.27, 0.1], [0.2, 0.1], [0.27, 0.1], [0.2, 0.1], [0.27, 0.1]])
+    nesting = np.array([0.1, 0.6, 0.1, 0.1, 0.1, 0.6, 0.1])
+    ratio = np.array([2.0, 1.0, 1.0, 1.0, 1.2, 1.2, np.nan])
+    parent, _ = V.assign_parents(corr, 0.3, nesting=nesting, nested_containment=0.5, error_ratio=ratio)
+    # Above the cut the ratio changes nothing; nested and covered: parent; r >= 0.25 and covered:
+    # parent; weak and not covered: novel; unknown ratio: nesting alone, and the band is novel.
+    assert parent.tolist() == [0, 0, 0, -1, -1, -1, -1]
+    assert V.assign_parents(corr, 0.3, nesting=nesting, nested_containment=0.5)[0].tolist() == [0, 0, -1, -1, -1, 0, -1]
+    unknown = V.assign_parents(corr, 0.3, nesting=nesting, nested_containment=0.5, error_ratio=np.full(7, np.nan))[0]
+    assert unknown.tolist() == [0, 0, -1, -1, -1, 0, -1]  # the rule before the test
+    at_cut = np.full(7, V.NOVEL_ERROR_RATIO)
+    assert V.assign_parents(corr, 0.3, nesting=nesting, nested_containment=0.5, error_ratio=at_cut)[0].tolist() == [0, 0, 0, -1, 0, 0, 0]
+    need = V.needs_error_ratio(corr.max(1), nesting, 0.3, 0.5)
+    assert need.tolist() == [False, True, True, False, True, True, True]
+
+
+def test_matcher_and_alignment_agree_where_the_information_test_decides(tiny_demo_dir, tiny_alignment) -> None:
+    """On the tiny demo (its contexts keep their activations) every Ultra feature whose parent the
+    information test decides gets the same verdict and error ratio from the codes as in the
+    alignment, and the Full side lists the same children."""
+    from splatnlp.mechinterp.context import MechInterpContext
+
+    full, ultra = MechInterpContext(tiny_demo_dir / "full"), MechInterpContext(tiny_demo_dir / "ultra")
+    _, small_tab = tiny_alignment.side("full")
+    _, tab = tiny_alignment.side("ultra")
+    need = V.needs_error_ratio(tab["best_activation_correlation_score"], tab["nesting"])
+    covered = need & (tab["error_ratio"] <= V.NOVEL_ERROR_RATIO)
+    assert covered.sum() >= 100 and (need & ~covered).sum() >= 50  # both outcomes occur here
+    rng = np.random.default_rng(2)
+    ids = np.concatenate([rng.choice(np.flatnonzero(covered), 6, replace=False), rng.choice(np.flatnonzero(need & ~covered), 6, replace=False)])
+    from_large = FeatureMatcher(ultra, full)
+    for u in ids.tolist():
+        v = from_large.find_matches(u, decompose=False).verdict
+        assert v.label == tab["class_label"][u] and (v.parent if v.parent is not None else -1) == tab["parent"][u], u
+        assert v.error_ratio == pytest.approx(tab["error_ratio"][u], rel=1e-9), u
+        assert ("error ratio" in v.rule) and (("worse than elsewhere" in v.rule) == (v.parent is None)), v.rule
+    # A Full parent of a child the test kept lists it among its children.
+    from_small = FeatureMatcher(full, ultra)
+    for u in ids[:3].tolist():
+        p = int(tab["parent"][u])
+        v = from_small.find_matches(p, decompose=False).verdict
+        assert u in v.children and v.label == small_tab["class_label"][p], (u, p)
+    # Where the rule does not ask it, the verdict says why it is not there.
+    plain = int(np.flatnonzero(~need & (tab["class_label"].astype(str) == "split_child"))[0])
+    v = from_large.find_matches(plain, decompose=False).verdict
+    assert v.error_ratio is None and v.undefined["error_ratio"].startswith("not needed")
+
+
+def test_without_activations_the_information_test_is_reported_as_not_run(pair: Pair, aligned) -> None:
+    # The planted pair is built from codes: no error ratio anywhere, and the report says why and
+    # which rule was applied instead.
+    large_key = aligned.report.larger_side
+    ratio = (aligned.a if large_key == "a" else aligned.b)["error_ratio"]
+    assert np.isnan(ratio).all()
+    (note,) = [w for w in aligned.report.warnings if "information test" in w]
+    assert "could not run" in note and "has no activations" in note and "nested features kept their parent" in note
