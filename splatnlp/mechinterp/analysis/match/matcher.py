@@ -625,9 +625,19 @@ class FeatureMatcher:
         had (its context kept no activations)."""
         return REC.context_row_errors(self._small[0])
 
+    @cached_property
+    def _error_ratios(self) -> dict[int, tuple[float, str | None]]:
+        """:meth:`_error_ratio` answers, remembered: the parent rule and the verdict both ask."""
+        return {}
+
     def _error_ratio(self, large_feature: int) -> tuple[float, str | None]:
         """(:func:`reconstruction.error_ratio` of a larger-side feature, why it is NaN or None):
         the alignment's when its verdicts are this matcher's, else from the codes."""
+        if large_feature not in self._error_ratios:
+            self._error_ratios[large_feature] = self._compute_error_ratio(large_feature)
+        return self._error_ratios[large_feature]
+
+    def _compute_error_ratio(self, large_feature: int) -> tuple[float, str | None]:
         if self._table is not None:
             value = float(self._table["error_ratio"][large_feature])
             return value, None if np.isfinite(value) else (
@@ -982,17 +992,12 @@ class FeatureMatcher:
     def _verdict(self, feature: int, scores: _Scores) -> Verdict:
         """The alignment's class of ``feature`` with its evidence (rules in
         analysis/metrics/verdicts.py, applied to this one feature), and why each None is None."""
-        v = self._verdict_of(feature, scores)
-        why_ratio = self._ratio_why.pop(feature, None)
+        v, why_ratio = self._verdict_of(feature, scores)
         v.undefined = none_reasons(v, _verdict_null_reasons(v, self.source_ctx.model_type, why_ratio))
         return v
 
-    @cached_property
-    def _ratio_why(self) -> dict[int, str]:
-        """Why a verdict being built has no error ratio although the rule asked for it."""
-        return {}
-
-    def _verdict_of(self, feature: int, scores: _Scores) -> Verdict:
+    def _verdict_of(self, feature: int, scores: _Scores) -> tuple[Verdict, str | None]:
+        """The verdict, and why its ``error_ratio`` is None where the parent rule asked for it."""
         opt = self.options
         corr = scores.metric["activation_correlation"][0]
         dec = scores.metric["decoder_cosine"][0]
@@ -1018,14 +1023,14 @@ class FeatureMatcher:
                     f"r >= {opt.related_correlation}: {shown}"
                     + ("; the one is an equivalent pair" if label == "equivalent" else "")
                 )
-            return Verdict(
+            return (Verdict(
                 label=label,
                 side="smaller",
                 children=ids.tolist(),
                 children_scores=[round(float(c), 6) for c in child_corr],
                 rule=rule,
                 significance=V.SIGNIFICANCE_BASIS,
-            )
+            ), None)
 
         info = self._information(feature, scores)
         p = self._assign(feature, corr)
@@ -1033,12 +1038,10 @@ class FeatureMatcher:
         nest = None if best is None else _opt(self._nesting(feature, best))
         nest_text = "" if nest is None else f", nesting bound {nest:.3f}"
         # The information test, reported where the rule asks it (weak evidence below the cut).
-        ratio = None
+        ratio, why_ratio = None, None
         if best is not None and self._needs_error_ratio(corr[best], np.nan if nest is None else nest):
             value, why_ratio = self._error_ratio(feature)
             ratio = _opt(value)
-            if why_ratio is not None:
-                self._ratio_why[feature] = why_ratio
         weak = "nested" if nest is not None and nest >= opt.nested_containment else f"r >= {V.WEAK_CORRELATION}"
         if p < 0:
             label = "dead" if count == 0 else "novel"
@@ -1055,14 +1058,14 @@ class FeatureMatcher:
                     f"{best_text}{nest_text}: below related_correlation {opt.related_correlation}, not nested "
                     f"(nested_containment {opt.nested_containment})"
                     + ("" if best is None or corr[best] < V.WEAK_CORRELATION else
-                       f", and the information test could not run ({self._ratio_why.get(feature, 'no error ratio')})")
+                       f", and the information test could not run ({why_ratio or 'no error ratio'})")
                     + ": no parent"
                 )
-            return Verdict(
+            return (Verdict(
                 label=label, side="larger", rule=rule, significance=V.SIGNIFICANCE_BASIS,
                 information_test=info, best_nesting=nest, error_ratio=ratio,
                 **_confidence(label, np.nan if best is None else corr[best], nest),
-            )
+            ), why_ratio)
         siblings, *_ = self._children_of(p)
         co_r, co_n, co_lower, prop = self._coactive(feature, p)
         s_in, s_of, s_prop = self._sibling_of(feature, p)
@@ -1115,10 +1118,10 @@ class FeatureMatcher:
                 + (
                     f", and the {other} SAE reconstructs the inputs where it fires as well as elsewhere "
                     f"(error ratio {ratio:.3f} <= {V.NOVEL_ERROR_RATIO})" if ratio is not None
-                    else f" (the information test could not run: {self._ratio_why.get(feature, 'no error ratio')})"
+                    else f" (the information test could not run: {why_ratio or 'no error ratio'})"
                 )
             )
-        return Verdict(
+        return (Verdict(
             label=label,
             side="larger",
             parent=p,
@@ -1141,7 +1144,7 @@ class FeatureMatcher:
             significance=V.SIGNIFICANCE_BASIS,
             information_test=info,
             **_confidence(label, corr[p], nest),
-        )
+        ), why_ratio)
 
     @cached_property
     def _small_residual(self) -> np.ndarray | str:

@@ -109,7 +109,7 @@ def error_ratio(codes: sp.spmatrix, rows: RowErrors, *, block_rows: int = 8192) 
     n = len(rows.residual_sq)
     if codes.shape[0] != n:
         raise ValueError(f"codes have {codes.shape[0]} rows; the row errors have {n}; expected the same examples")
-    csr = codes if sp.isspmatrix_csr(codes) or isinstance(codes, sp.csr_array) else sp.csr_matrix(codes)
+    csr = codes.tocsr()  # no copy when it is CSR already
     energies = np.stack([rows.residual_sq, rows.centred_sq], axis=1)
     weighted = np.zeros((codes.shape[1], 2))
     for start in range(0, n, block_rows):

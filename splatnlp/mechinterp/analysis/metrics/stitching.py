@@ -75,14 +75,12 @@ def residuals(
 
 
 def numpy_decoder(sae: Any) -> Callable[[sp.csr_matrix, np.ndarray], np.ndarray]:
-    """``decode(codes, x)`` in numpy for a :class:`~splatnlp.mechinterp.context.sae.SAE`: its own
-    ``decode`` (normalization undone with each row's inputs), float32 in and out."""
-    import torch  # only the stitching test needs the SAE itself
+    """``decode(codes, x)`` in numpy for a :class:`~splatnlp.mechinterp.context.sae.SAE`: its
+    ``decode_csr`` (its own ``decode`` on sparse codes, normalization undone with each row's
+    inputs), float32 in and out."""
 
     def decode(codes: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            dense = torch.from_numpy(np.asarray(codes.toarray(), dtype=np.float32))
-            return sae.decode(dense, x=torch.from_numpy(np.array(x, dtype=np.float32))).numpy()
+        return sae.decode_csr(codes, x=x)
 
     return decode
 
