@@ -12,15 +12,26 @@ from helpers import float_tol, random_codes, random_sae
 from splatnlp.mechinterp.analysis.metrics import reconstruction as REC
 
 
-def _brute(x: np.ndarray, codes: np.ndarray, sae, large: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Energies and ratios written out in float64 from the SAE's dense decode."""
+def _brute_energies(x: np.ndarray, codes: np.ndarray, sae) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Residual and centred energies in float64 from the SAE's dense decode, and per row the bound
+    on the float32 rounding of the residual: each of its d_model components is x minus a sum of
+    n_features products, so it is off by at most float_tol(float32, n_features + 1) times the sum
+    of those terms' magnitudes, and its square by twice |r| times that (plus its square)."""
     x_hat = sae.decode(torch.from_numpy(codes.astype(np.float32)), x=torch.from_numpy(x)).numpy().astype(np.float64)
-    e = ((x.astype(np.float64) - x_hat) ** 2).sum(1)
+    r = x.astype(np.float64) - x_hat
+    e = (r**2).sum(1)
     v = ((x.astype(np.float64) - x.astype(np.float64).mean(0)) ** 2).sum(1)
+    directions = sae.decoder_directions(normalized=False).numpy().astype(np.float64)
+    magnitude = np.abs(x) + np.abs(codes) @ np.abs(directions) + np.abs(sae.b_dec.numpy())
+    dr = np.array([float_tol(np.float32, codes.shape[1] + 1, scale=m) for m in magnitude.max(1)]) * np.sqrt(x.shape[1])
+    return e, v, 2 * np.sqrt(e) * dr + dr**2
+
+
+def _brute_ratio(rows: REC.RowErrors, large: np.ndarray) -> np.ndarray:
+    """The error ratio written out in float64 from given energies."""
     a2 = large.astype(np.float64) ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = (a2.T @ e / (a2.T @ v)) / (e.sum() / v.sum())
-    return e, v, ratio
+        return (a2.T @ rows.residual_sq / (a2.T @ rows.centred_sq)) / (rows.residual_sq.sum() / rows.centred_sq.sum())
 
 
 @pytest.fixture
@@ -37,21 +48,23 @@ def world() -> tuple[np.ndarray, sp.csr_matrix, object, sp.csr_matrix]:
 
 def test_row_errors_and_ratios_match_the_dense_formula(world) -> None:
     x, codes, sae, large = world
-    e, v, ratio = _brute(x, codes.toarray(), sae, large.toarray())
+    e, v, e_tol = _brute_energies(x, codes.toarray(), sae)
     rows = REC.row_errors(x, codes, sae, chunk_size=50)  # several chunks, a ragged last one
-    tol = float_tol(np.float32, x.shape[1])
-    np.testing.assert_allclose(rows.residual_sq, e, rtol=tol, atol=tol * e.max())
-    np.testing.assert_allclose(rows.centred_sq, v, rtol=tol)
-    assert rows.fvu == pytest.approx(e.sum() / v.sum(), rel=tol)
+    assert (np.abs(rows.residual_sq - e) <= e_tol).all()
+    # The centred energies are float64 sums of d_model squares of float64 differences.
+    np.testing.assert_allclose(rows.centred_sq, v, rtol=float_tol(np.float64, x.shape[1]))
+    assert rows.fvu == pytest.approx(rows.residual_sq.sum() / rows.centred_sq.sum(), rel=float_tol(np.float64, 1))
+    # The ratio from those energies: float64 sums over the examples, in blocks or not.
+    expected = _brute_ratio(rows, large.toarray())
     for fmt in (large, large.tocsc()):
         got = REC.error_ratio(fmt, rows, block_rows=64)
-        np.testing.assert_allclose(got, ratio, rtol=10 * tol, equal_nan=True)
+        np.testing.assert_allclose(got, expected, rtol=float_tol(np.float64, x.shape[0]), equal_nan=True)
     got = REC.error_ratio(large, rows)
     assert np.isnan(got[7]) and np.isfinite(np.delete(got, 7)).all()
     csc = large.tocsc()
     for j in (0, 5, 29):
         col = csc[:, j]
-        assert REC.error_ratio_of(col.indices, col.data, rows) == pytest.approx(got[j], rel=1e-12)
+        assert REC.error_ratio_of(col.indices, col.data, rows) == pytest.approx(got[j], rel=float_tol(np.float64, x.shape[0]))
 
 
 def test_a_feature_where_the_smaller_sae_misses_more_has_a_ratio_above_one() -> None:
@@ -95,7 +108,9 @@ def test_bad_inputs_name_the_value() -> None:
 def test_decode_csr_is_decode(world) -> None:
     x, codes, sae, _ = world
     dense = sae.decode(torch.from_numpy(codes.toarray()), x=torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(sae.decode_csr(codes, x=x), dense, rtol=0, atol=float_tol(np.float32, 40) * np.abs(dense).max())
+    # Both are float32 sums of n_features products plus the bias: each off by its rounding.
+    magnitude = np.abs(codes.toarray()) @ np.abs(sae.decoder_directions(normalized=False).numpy()) + np.abs(sae.b_dec.numpy())
+    assert (np.abs(sae.decode_csr(codes, x=x) - dense) <= 2 * float_tol(np.float32, codes.shape[1] + 1) * magnitude).all()
 
 
 def test_a_context_without_activations_says_why(pair) -> None:
