@@ -40,6 +40,7 @@ import scipy.sparse as sp
 import torch
 
 from benchmarks.worlds import inputs, synthetic, train, truth
+from benchmarks.worlds.lock import WorldLocked, world_lock
 from benchmarks.worlds.registry import WorldSpec, get_world, worlds_in_split
 
 __all__ = ["build_world", "cli_command", "main"]
@@ -120,12 +121,23 @@ def _list(a: np.ndarray) -> list[Any]:
 
 def build_world(spec: WorldSpec, out: str | Path, *, force: bool = False) -> dict[str, Any]:
     """Build one world into ``out/<spec.name>`` (skipped when its ground truth exists, unless
-    ``force``). Returns the ground-truth document written."""
-    world_dir = Path(out) / spec.name
-    gt_path = world_dir / "ground_truth.json"
+    ``force``), holding its lock (:func:`.lock.world_lock`: a second builder of the same world
+    is refused). Returns the ground-truth document written."""
+    gt_path = Path(out) / spec.name / "ground_truth.json"
     if gt_path.exists() and not force:
         print(f"{spec.name}: exists, skipped (--force rebuilds)", flush=True)
         return json.loads(gt_path.read_text())
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with world_lock(out, spec.name):
+        # Checked again under the lock: another builder may have finished it meanwhile.
+        if gt_path.exists() and not force:
+            print(f"{spec.name}: built by another process meanwhile, skipped", flush=True)
+            return json.loads(gt_path.read_text())
+        return _build_world(spec, Path(out) / spec.name)
+
+
+def _build_world(spec: WorldSpec, world_dir: Path) -> dict[str, Any]:
+    gt_path = world_dir / "ground_truth.json"
     if world_dir.exists():
         shutil.rmtree(world_dir)
     world_dir.mkdir(parents=True)
@@ -279,9 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "registry.json").write_text(
         json.dumps({w.name: w.split for w in worlds_in_split("all")}, indent=2)
     )
+    busy = []
     for spec in specs:
-        build_world(spec, args.out, force=args.force)
-    return 0
+        try:
+            build_world(spec, args.out, force=args.force)
+        except WorldLocked as err:  # another process builds it: go on with the others
+            print(f"{spec.name}: skipped, {err}", flush=True)
+            busy.append(spec.name)
+    if busy:
+        print(f"not built here (another process holds their lock): {', '.join(busy)}", flush=True)
+    return 1 if busy else 0
 
 
 if __name__ == "__main__":
