@@ -107,7 +107,7 @@ feature beyond chance, 95 % lower bound; a parent below the correlation cut need
 ``error_ratio`` (larger side: the smaller SAE's fraction of variance unexplained where the feature
 fires, weighted by its squared code, over its fraction everywhere: the information test of
 ``novel``; below the correlation cut a nested feature, or one with r >= 0.25, has a parent only
-when it is <= 1.04; empty when the smaller context kept no activations),
+when it is <= 1.04, unless nested beyond doubt (nesting >= 0.8); empty when the smaller context kept no activations),
 ``siblings_inside`` and ``inside_siblings`` (larger side, beside siblings, i.e. other features
 with the same parent: how much of their activation lies on its active examples beyond chance, and
 the reverse, means over them; ``equivalent`` by siblings when the first is >= 0.6 and exceeds the

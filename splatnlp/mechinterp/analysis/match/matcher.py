@@ -266,7 +266,8 @@ def _verdict_null_reasons(v: Verdict, source_model: str, error_ratio_why: str | 
     why["information_test"] = "not computed"
     why["error_ratio"] = error_ratio_why or (
         f"not needed: the parent rule asks the information test only below related_correlation with weak "
-        f"evidence of a parent (nested, or r >= {V.WEAK_CORRELATION}); see features.csv for every feature's"
+        f"evidence of a parent (nested, or r >= {V.WEAK_CORRELATION}) that is not nested beyond doubt (nesting "
+        f">= {V.CONFIDENT_NESTING}); see features.csv for every feature's"
     )
     why["confidence"] = why["confidence_basis"] = "the feature is never active: there is no verdict to doubt"
     return why
@@ -1112,11 +1113,13 @@ class FeatureMatcher:
         if corr[p] >= opt.related_correlation:
             how = f"r = {corr[p]:.3f} >= {opt.related_correlation}"
         else:
+            beyond = nest is not None and nest >= max(V.CONFIDENT_NESTING, opt.nested_containment)
             how = (
                 f"r = {corr[p]:.3f} < {opt.related_correlation}, but "
                 + (f"nested: bound {nest:.3f} >= {opt.nested_containment}" if weak == "nested" else f"r >= {V.WEAK_CORRELATION}")
                 + (
-                    f", and the {other} SAE reconstructs the inputs where it fires as well as elsewhere "
+                    f", beyond doubt (>= {V.CONFIDENT_NESTING}): the information test is not asked" if beyond
+                    else f", and the {other} SAE reconstructs the inputs where it fires as well as elsewhere "
                     f"(error ratio {ratio:.3f} <= {V.NOVEL_ERROR_RATIO})" if ratio is not None
                     else f" (the information test could not run: {why_ratio or 'no error ratio'})"
                 )

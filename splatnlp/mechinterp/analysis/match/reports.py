@@ -198,7 +198,8 @@ class Verdict(BaseModel):
     nesting test (a parent below the correlation cut needs >= ``nested_containment``)."""
     error_ratio: float | None = None
     """Larger side, where it decides (best correlation below ``related_correlation`` with weak
-    evidence of a parent: nested, or r >= 0.25): the information test of ``novel``, the smaller
+    evidence of a parent: nested, or r >= 0.25; not when nested beyond doubt, >= 0.8, which keeps
+    the parent without it): the information test of ``novel``, the smaller
     SAE's fraction of variance unexplained on the examples where the source fires (weighted by its
     squared code) over its fraction on all examples (``reconstruction.error_ratio``). At most 1.04:
     the smaller SAE covers what happens there, and the weak evidence gives the parent; above it,

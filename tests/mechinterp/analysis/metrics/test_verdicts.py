@@ -254,6 +254,9 @@ def test_a_rare_nested_child_below_the_correlation_cut_is_a_child_everywhere(tmp
     _check_verdicts(full, ultra, tables, range(4), range(6))
     report = FeatureMatcher(ultra, full).find_matches(0)
     assert "but nested" in report.verdict.rule and report.matches[0].relation == "source_part_of_target"
+    # Nested beyond doubt: the verdict says the information test is not asked (not that it failed).
+    assert u_tab["nesting"][0] >= V.CONFIDENT_NESTING and "beyond doubt" in report.verdict.rule
+    assert report.verdict.error_ratio is None and "not nested beyond doubt" in report.verdict.undefined["error_ratio"]
     assert 0 in {m.feature for m in FeatureMatcher(full, ultra).find_decomposition(0).members}
     # Without the nesting test (a cut no bound reaches) it would be novel, as before.
     strict = align_contexts(full, ultra, options=AlignOptions(n_null_features=4, n_null_directions=4, nested_containment=1.0))
@@ -415,6 +418,21 @@ def test_the_information_test_decides_the_weak_parents_below_the_cut() -> None:
     assert V.assign_parents(corr, 0.3, nesting=nesting, nested_containment=0.5, error_ratio=at_cut)[0].tolist() == [0, 0, 0, -1, 0, 0, 0]
     need = V.needs_error_ratio(corr.max(1), nesting, 0.3, 0.5)
     assert need.tolist() == [False, True, True, False, True, True, True]
+
+
+def test_a_feature_nested_beyond_doubt_keeps_its_parent_whatever_the_error_ratio() -> None:
+    # Below the cut, nested at 0.6 / at the high-confidence level / above it / at r >= 0.25 too.
+    corr = np.array([[0.2, 0.1], [0.2, 0.1], [0.2, 0.1], [0.27, 0.1], [0.2, 0.1]])
+    nesting = np.array([0.6, V.CONFIDENT_NESTING, 0.95, 0.9, 0.95])
+    ratio = np.array([1.2, 1.2, 1.5, 1.3, np.nan])
+    parent, score = V.assign_parents(corr, 0.3, nesting=nesting, nested_containment=0.5, error_ratio=ratio)
+    assert parent.tolist() == [-1, 0, 0, 0, 0]
+    assert score[1:].tolist() == [0.2, 0.2, 0.27, 0.2]
+    # The ratio is asked only where it can decide.
+    assert V.needs_error_ratio(corr.max(1), nesting, 0.3, 0.5).tolist() == [True, False, False, False, False]
+    # With a nesting cut above the confidence level, a feature under that cut is not nested: no parent, nothing to ask.
+    assert V.needs_error_ratio(np.array([0.2]), np.array([0.85]), 0.3, 0.9).tolist() == [False]
+    assert V.assign_parents(corr[:1], 0.3, nesting=np.array([0.85]), nested_containment=0.9, error_ratio=np.array([1.0]))[0].tolist() == [-1]
 
 
 def test_matcher_and_alignment_agree_where_the_information_test_decides(tiny_demo_dir, tiny_alignment) -> None:
