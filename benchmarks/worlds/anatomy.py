@@ -30,6 +30,15 @@ The error kinds of :func:`verdict_errors`:
 - ``novel_called_child``: truth ``novel`` (no ancestor of ``X`` tracked in Full), ours a parent;
 - ``child_called_novel``: truth ``child``, ours ``novel`` (no relation: there is no ``f``);
 - ``wrong_parent``: truth ``child``, ours a parent that is not one of the expected ones.
+
+:func:`lenient_truth` rescores under two readings of the truth that the team has not chosen
+between (the issue's truth stays the one every table reports): ``absorbed``, where a feature
+``X`` counts as covered when a Full latent tracks a descendant of ``X`` (that latent absorbed
+``X``'s direction, Chanin et al. 2024, so Full reconstructs the inputs where ``X`` fires), and
+``mixed``, where a latent whose best-correlated Full latent mixes features with it
+(``ultra_mixes`` or ``full_mixes`` above) may be called either that latent's child or what the
+truth says. Both say how much of a gap is the truth's one-best-feature rule and how much the
+verdicts'.
 """
 
 from __future__ import annotations
@@ -45,7 +54,9 @@ __all__ = [
     "MIXED_R",
     "MIX_KEYS",
     "RELATIONS",
+    "TRUTH_VARIANTS",
     "equivalent_misses",
+    "lenient_truth",
     "pearson_columns",
     "relation_to",
     "verdict_errors",
@@ -176,6 +187,89 @@ def verdict_errors(
     out = {kind: {key: int(c[key]) for key in keys} for kind, c in counts.items()}
     out["child_called_novel"] = {"n": child_called_novel}
     return out
+
+
+TRUTH_VARIANTS: dict[str, tuple[bool, bool]] = {
+    "issue": (False, False),
+    "absorbed": (True, False),
+    "mixed": (False, True),
+    "both": (True, True),
+}
+"""The readings of :func:`lenient_truth`, as its ``(absorbed, mixed)`` flags; ``issue`` is the
+ground truth as built."""
+
+
+def lenient_truth(
+    category: Sequence[str],
+    expected_parents: Sequence[Sequence[int] | None],
+    candidate: np.ndarray,
+    ultra_feature: np.ndarray,
+    full_feature: np.ndarray,
+    full_tracks: np.ndarray,
+    parent: np.ndarray,
+    *,
+    absorbed: bool = False,
+    mixed: bool = False,
+    ultra_feature_r: np.ndarray | None = None,
+    full_feature_r: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[list[int]], np.ndarray]:
+    """The truth of the novel and parent verdicts under a more lenient reading (module docstring).
+
+    ``absorbed``: an Ultra latent whose truth is ``novel`` but whose feature ``X`` is a strict
+    ancestor of a feature that a Full latent tracks is a child, its acceptable parents those Full
+    latents. ``mixed``: a scored latent (``child`` or ``novel``) whose ``candidate`` Full latent
+    ``f`` is not acceptable, is off ``X``'s path, and mixes with it (one of the two fires on the
+    other's feature, Pearson r >= :data:`MIXED_R`) is *ambiguous*: both ``f`` and the reading's
+    own answer are right, so ``f`` becomes acceptable and the latent leaves the novel scores.
+    The candidate is every predictor's: the verdicts give a latent its best-correlated Full latent
+    or none, and so does the threshold baseline, so one truth serves ours and the baselines.
+
+    Parameters
+    ----------
+    category, expected_parents, ultra_feature, full_feature, full_tracks, parent : as in
+        :func:`verdict_errors` (``expected_parents`` entries may be None for no parent)
+    candidate : int array of shape (K_ultra,), each latent's best-correlated Full latent (-1 none)
+    ultra_feature_r, full_feature_r : as in :func:`verdict_errors`; required with ``mixed``
+
+    Returns
+    -------
+    novel : bool array of shape (K_ultra,), the latent is novel under this reading
+    accepted : per Ultra latent, its acceptable Full parents (sorted; empty for a novel one)
+    ambiguous : bool array of shape (K_ultra,), left out of the novel scores (``mixed`` only)
+    """
+    candidate = np.asarray(candidate)
+    if len(category) != len(candidate) or len(expected_parents) != len(candidate):
+        raise ValueError(
+            f"category ({len(category)}), expected_parents ({len(expected_parents)}) and "
+            f"candidate ({len(candidate)}) must all have one entry per Ultra latent"
+        )
+    if mixed and (ultra_feature_r is None or full_feature_r is None):
+        raise ValueError("mixed=True needs ultra_feature_r and full_feature_r (each latent's r with every true feature)")
+    below: dict[int, set[int]] = {}  # true feature -> the Full latents tracking a strict descendant
+    if absorbed:
+        for f in np.flatnonzero(np.asarray(full_tracks, dtype=bool)):
+            if full_feature[f] >= 0:
+                for ancestor in _chain(parent, int(full_feature[f]))[1:]:
+                    below.setdefault(ancestor, set()).add(int(f))
+    novel = np.zeros(len(category), dtype=bool)
+    ambiguous = np.zeros(len(category), dtype=bool)
+    accepted: list[list[int]] = []
+    for u, cat in enumerate(category):
+        x = int(ultra_feature[u])
+        ok = set(expected_parents[u] or ()) if cat == "child" else set()
+        novel[u] = cat == "novel"
+        if novel[u] and x in below:
+            ok, novel[u] = set(below[x]), False
+        f = int(candidate[u])
+        if mixed and cat in ("child", "novel") and f >= 0 and f not in ok:
+            y = int(full_feature[f])
+            if relation_to(x, y, bool(full_tracks[f]), parent) != "path" and (
+                (y >= 0 and ultra_feature_r[u, y] >= MIXED_R) or full_feature_r[f, x] >= MIXED_R
+            ):
+                ok.add(f)
+                ambiguous[u] = True
+        accepted.append(sorted(ok) if not novel[u] else [])
+    return novel, accepted, ambiguous
 
 
 EQUIVALENT_MISSES: tuple[str, ...] = ("novel", "other_parent", "ultra_duplicates", "single")

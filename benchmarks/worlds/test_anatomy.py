@@ -9,7 +9,9 @@ import scipy.sparse as sp
 from benchmarks.worlds.anatomy import (
     MIXED_R,
     RELATIONS,
+    TRUTH_VARIANTS,
     equivalent_misses,
+    lenient_truth,
     pearson_columns,
     relation_to,
     verdict_errors,
@@ -146,3 +148,61 @@ def test_equivalent_misses_sorts_each_same_feature_latent_once():
     assert got["ultra_duplicates"] == 1 and got["single"] == 1
     parent[1] = 12  # tracks feature 8, not 7
     assert equivalent_misses(same, parent, equivalent, feature, tracks)["other_parent"] == 1
+
+
+# For lenient_truth: Full latents 0-3 track features 1, 3, 5 and (untracked) 2; Ultra latents:
+# 0 child of Full 0 (feature 3 under 1), 1 novel on feature 0 (the root above Full 0's and Full
+# 1's features), 2 novel on feature 4 (the root above Full 2's 5), 3 novel on feature 6 (outside
+# the forest), 4 child of Full 0 whose candidate is Full 2 (another tree), 5 untracked.
+L_CATEGORY = ["child", "novel", "novel", "novel", "child", "untracked"]
+L_EXPECTED = [[0], None, None, None, [0], None]
+L_ULTRA_FEATURE = np.array([3, 0, 4, 6, 3, 2])
+L_FULL_FEATURE = np.array([1, 3, 5, 2])
+L_FULL_TRACKS = np.array([True, True, True, False])
+L_CANDIDATE = np.array([0, 0, 2, 2, 2, 1])
+
+
+def _lenient(**flags):
+    return lenient_truth(L_CATEGORY, L_EXPECTED, L_CANDIDATE, L_ULTRA_FEATURE, L_FULL_FEATURE, L_FULL_TRACKS, PARENT, **flags)
+
+
+def test_lenient_truth_issue_reading_is_the_truth_as_built():
+    novel, accepted, ambiguous = _lenient()
+    assert novel.tolist() == [c == "novel" for c in L_CATEGORY]
+    assert accepted == [[0], [], [], [], [0], []]
+    assert not ambiguous.any()
+    assert TRUTH_VARIANTS["issue"] == (False, False)
+
+
+def test_lenient_truth_absorbed_covers_ancestors_of_tracked_features_only():
+    novel, accepted, _ = _lenient(absorbed=True)
+    # Feature 0 is above Full 0 (feature 1) and Full 1 (feature 3): covered by both; feature 4 is
+    # above Full 2 (feature 5); feature 6 has nothing below it. Full 3 tracks nothing, so its
+    # feature 2 (also under 0) adds no parent.
+    assert novel.tolist() == [False, False, False, True, False, False]
+    assert accepted[1] == [0, 1] and accepted[2] == [2] and accepted[3] == []
+    assert accepted[0] == [0]  # children keep their expected parents
+
+
+def test_lenient_truth_mixed_makes_a_mixing_candidate_ambiguous():
+    ur, fr = np.zeros((6, 7)), np.zeros((4, 7))
+    ur[4, 5] = MIXED_R  # Ultra 4 (feature 3) also fires on Full 2's feature 5: ambiguous
+    fr[2, 6] = MIXED_R  # Full 2 also fires on Ultra 3's feature 6: ambiguous
+    fr[2, 4] = 0.9  # Full 2 fires on Ultra 2's feature 4 (its own 5 lies below 4: off the path)
+    ur[0, 1] = 0.9  # Ultra 0's candidate is its expected parent: never ambiguous
+    novel, accepted, ambiguous = _lenient(mixed=True, ultra_feature_r=ur, full_feature_r=fr)
+    assert ambiguous.tolist() == [False, False, True, True, True, False]
+    assert novel.tolist() == [False, True, True, True, False, False]  # the truth's own answer stays
+    assert accepted[4] == [0, 2] and accepted[3] == []  # a novel one has no parent to accept
+    fr[2, 6] = MIXED_R - 1e-9
+    assert not _lenient(mixed=True, ultra_feature_r=ur, full_feature_r=fr)[2][3]
+    # Both readings: Ultra 2 is covered (absorbed), so Full 2 is acceptable and not ambiguous.
+    novel, accepted, ambiguous = _lenient(absorbed=True, mixed=True, ultra_feature_r=ur, full_feature_r=fr)
+    assert not novel[2] and accepted[2] == [2] and not ambiguous[2]
+
+
+def test_lenient_truth_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"category \(6\), expected_parents \(5\) and candidate \(6\)"):
+        lenient_truth(L_CATEGORY, L_EXPECTED[:5], L_CANDIDATE, L_ULTRA_FEATURE, L_FULL_FEATURE, L_FULL_TRACKS, PARENT)
+    with pytest.raises(ValueError, match="mixed=True needs ultra_feature_r and full_feature_r"):
+        _lenient(mixed=True)

@@ -83,3 +83,71 @@ def test_error_report_prints_each_world_s_counts_in_column_order():
     assert test.split("|")[1].split() == ["0", "0", "0", "1", "0", "-", "-", "-"]
     eq = [line for line in lines if line.startswith("w_dev ")][1]
     assert eq.split("|")[1].split() == ["9", "3", "0", "1", "2", "3"]
+
+
+def _variant_world():
+    """Three trees (0 -> {1, 2}; 3 -> {4}; 5) with Full latents tracking 1, 2 and 4, and Ultra
+    latents: 0-1 children of Full 0, 2 a child of Full 1, 3 novel on root 0 (above Full 0 and 1),
+    4 novel on root 5 (its candidate Full 0 mixes with it), 5 untracked."""
+    gt = {
+        "ultra": {
+            "category": ["child", "child", "child", "novel", "novel", "untracked"],
+            "expected_parents": [[0], [0], [1], None, None, None],
+            "best_feature": [1, 1, 2, 0, 5, 1],
+        },
+        "full": {"best_feature": [1, 2, 4], "tracks": [True, True, True]},
+        "true_features": {"parent": [-1, 0, 0, -1, 3, -1]},
+    }
+    category = np.array(gt["ultra"]["category"])
+    scored = np.flatnonzero((category == "child") | (category == "novel"))
+    ultra_class = np.array(["split_child", "split_child", "novel", "novel", "split_child", "split_child"])
+    parent = np.array([0, 1, -1, -1, 0, 2])
+    top_index = np.array([0, 1, 1, 0, 0, 2])
+    top_score = np.array([0.9, 0.5, 0.25, 0.4, 0.6, 0.3])
+    ur, fr = np.zeros((6, 6)), np.zeros((3, 6))
+    fr[0, 5] = 0.5  # Full 0 also fires on Ultra 4's feature 5
+    return gt, ultra_class, parent, top_index, top_score, scored, {"ultra_feature_r": ur, "full_feature_r": fr}
+
+
+def test_truth_variant_scores_issue_reading_is_the_tables_truth_and_others_forgive():
+    gt, ultra_class, parent, top_index, top_score, scored, mixes = _variant_world()
+    got = E.truth_variant_scores(gt, ultra_class, parent, top_index, top_score, scored, mixes)
+    assert list(got) == ["issue", "absorbed", "mixed", "both"]
+    issue = got["issue"]
+    # Children 0, 1, 2: parents 0 (right), 1 (wrong), none; top 0, 1, 1: right, wrong, right.
+    assert issue["parent_ours"] == pytest.approx(1 / 3) and issue["parent_top_match"] == pytest.approx(2 / 3)
+    # Novel: truth [F, F, F, T, T], ours [F, F, T, T, F]: one TP, one FP, one FN.
+    assert issue["novel_f1"] == pytest.approx(0.5) and issue["n_scored_novel"] == 5
+    # Absorbed: Ultra 3's root 0 is above Full 0 and Full 1, so it is a child and ours calling it
+    # novel is wrong; its parent counts as acceptable for the top correlation (Full 0).
+    absorbed = got["absorbed"]
+    assert absorbed["n_novel"] == 1 and absorbed["novel_f1"] == pytest.approx(0.0)
+    assert absorbed["parent_top_match"] == pytest.approx(3 / 4) and absorbed["parent_ours"] == pytest.approx(1 / 4)
+    # Mixed: Ultra 4's candidate Full 0 fires on its feature: it leaves the novel scores.
+    mixed = got["mixed"]
+    assert mixed["n_scored_novel"] == 4 and mixed["n_novel"] == 1
+    assert mixed["novel_f1"] == pytest.approx(2 / 3)
+    assert "mixed" not in E.truth_variant_scores(gt, ultra_class, parent, top_index, top_score, scored, {})
+
+
+def test_apply_variant_thresholds_chooses_each_readings_cut_on_dev_and_reports_means():
+    gt, ultra_class, parent, top_index, top_score, scored, mixes = _variant_world()
+    rows = [
+        {"world": w, "split": split, "truth_variants": E.truth_variant_scores(gt, ultra_class, parent, top_index, top_score, scored, mixes)}
+        for w, split in (("d", "dev"), ("t", "test"))
+    ]
+    cuts = E.apply_variant_thresholds(rows)
+    assert set(cuts) == set(E.TRUTH_VARIANTS)
+    for r in rows:
+        for v in r["truth_variants"].values():
+            assert "_novel_inputs" not in v
+            assert v["novel_devcut_f1"] is not None or v["n_novel"] == 0  # F1 is undefined without novels
+    # Issue reading: novels at r 0.4 and 0.6, children at 0.25, 0.5, 0.9: no single cut gets both.
+    assert rows[0]["truth_variants"]["issue"]["novel_devcut_f1"] < 1.0
+    lines = E.variant_report(rows, cuts)
+    assert lines[1].split()[:3] == ["reading", "split", "novel"]
+    assert any(line.startswith("mixed     test") for line in lines)
+    # Without a dev world no cut is chosen, and the baseline column stays empty.
+    lone = [{"world": "t", "split": "test", "truth_variants": E.truth_variant_scores(gt, ultra_class, parent, top_index, top_score, scored, mixes)}]
+    assert set(E.apply_variant_thresholds(lone).values()) == {None}
+    assert lone[0]["truth_variants"]["issue"]["novel_devcut_f1"] is None
