@@ -13,7 +13,9 @@ Runs ``align_contexts(full, ultra)`` once and prints, against the planted classe
   says which concept each latent tracks, ``splatnlp/mechinterp/demo/truth.py``), the figures of
   ``benchmarks/eval_worlds.py`` over the Ultra latents that track a concept: parent = one of the
   expected parents (ours and argmax correlation), novel precision/recall/F1 beside the
-  single-threshold baseline at its oracle cut, split pairs from the assignment.
+  single-threshold baseline at its oracle cut, split pairs from the assignment, equivalent pairs
+  against the one-child truth and, per latent, against every same-concept pair (the issue's
+  count, ``eqU`` of ``eval_worlds.py``; ground truths built before 2026-12-04 lack the pairs).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.worlds.scoring import (  # noqa: E402
     best_threshold,
     binary_scores,
+    child_recall,
     confidence_counts,
+    f1_of,
     membership_accuracy,
     pair_scores,
 )
@@ -132,6 +136,12 @@ def main() -> None:
             f"  split pairs (assigned): P {t['split_precision']:.3f} R {t['split_recall']:.3f}; "
             f"equivalent pairs: P {t['equivalent_precision']:.3f} R {t['equivalent_recall']:.3f}"
         )
+        if t["equivalent_latent_f1"] is not None:
+            print(
+                "  equivalent per latent (every same-concept pair, as eval_worlds' eqU): "
+                f"P {t['equivalent_latent_precision']:.3f} R {t['equivalent_latent_recall']:.3f} "
+                f"F1 {t['equivalent_latent_f1']:.3f}"
+            )
         print("  verdicts right by confidence: " + _confidence_cells(t["confidence"]))
     print(report.summary())
     print("timings (s):", report.timings_s)
@@ -183,6 +193,15 @@ def trained_scores(tables, truth) -> dict:
     true_eq = [(truth.ultra_parent[u], int(u)) for u in np.flatnonzero(ucls == "equivalent")]
     confidence = _confidence(tables, ucls, list(expected))
     eq = pair_scores([(int(parent[u]), int(u)) for u in np.flatnonzero(label == "equivalent")], true_eq)
+    # The issue's count, as eval_worlds' eqU: of the scored Ultra latents that track a concept some
+    # Full latent tracks, those called equivalent to such a latent (recall), against every
+    # scored equivalent (precision). Older ground truths lack the pairs.
+    same_p = same_r = None
+    if truth.same_feature_pairs is not None:
+        scored_set = set(scored.tolist())
+        truth_same = [(int(f), int(u)) for f, u in truth.same_feature_pairs if u in scored_set]
+        eq_pred = [(int(parent[u]), int(u)) for u in np.flatnonzero(label == "equivalent") if u in scored_set]
+        same_p, same_r = pair_scores(eq_pred, truth_same).precision, child_recall(eq_pred, truth_same)
     return {
         "counts": {c: int((ucls == c).sum()) for c in sorted(set(ucls))} | {"full_" + c: int((fcls == c).sum()) for c in sorted(set(fcls))},
         "parent_ours": membership_accuracy(parent[kids].tolist(), accepted),
@@ -192,6 +211,8 @@ def trained_scores(tables, truth) -> dict:
         "novel_oracle_f1": oracle.f1, "novel_oracle_threshold": float(cut),
         "split_precision": asg.precision, "split_recall": asg.recall,
         "equivalent_precision": eq.precision, "equivalent_recall": eq.recall,
+        "equivalent_latent_precision": same_p, "equivalent_latent_recall": same_r,
+        "equivalent_latent_f1": f1_of(same_p, same_r),
         "confidence": confidence,
         "training": truth.training,
     }

@@ -136,6 +136,10 @@ class GroundTruth:
     ultra_parents: list[list[int]] | None = None
     """Trained SAEs only: every acceptable Full parent of each Ultra latent (the Full latents
     that track its concept's nearest tracked ancestor); ``ultra_parent`` is the first."""
+    same_feature_pairs: list[list[int]] | None = None
+    """Trained SAEs only: ``[full, ultra]`` pairs whose latents track the same concept (the
+    issue's definition of an equivalent pair, per wide latent; ``equivalent`` in
+    ``ultra_class`` is the stricter one-child reading)."""
     saes: str = "planted"
     training: dict | None = None
     """Trained SAEs only: what training reached (L0, FVU, dead latents, seconds) per model."""
@@ -158,6 +162,7 @@ class GroundTruth:
             "full_theme": self.full_theme,
             "ultra_theme": self.ultra_theme,
             "ultra_parents": self.ultra_parents,
+            "same_feature_pairs": self.same_feature_pairs,
             "saes": self.saes,
             "training": self.training,
         }
@@ -485,6 +490,7 @@ def _trained_world(
         full_theme=[theme_of(full_t, f) for f in range(p.n_full)],
         ultra_theme=[theme_of(ultra_t, u) for u in range(p.n_ultra)],
         ultra_parents=[list(ps) if ps else [] for ps in parents],
+        same_feature_pairs=[[int(f), int(u)] for f, u in rel["same_feature_pairs"]],
         saes="trained",
         training=training,
     )

@@ -61,5 +61,13 @@ def test_a_trained_world_has_truth_by_tracking() -> None:
     assert sum(c in ("child", "equivalent") for c in t.ultra_class) >= 40
     assert sum(c == "split" for c in t.full_class) >= 10
     assert 2.0 <= t.training["full"]["l0"] <= 4.0 and 9.0 <= t.training["ultra"]["l0"] <= 15.0
+    # Same-concept pairs: the Full latent tracks the Ultra latent's own concept, so it is one of
+    # its expected parents; every one-child equivalent is such a pair.
+    assert t.same_feature_pairs
+    for f, u in t.same_feature_pairs:
+        assert f in t.ultra_parents[u] and t.ultra_class[u] in ("child", "equivalent"), (f, u)
+    same = {tuple(p) for p in t.same_feature_pairs}
+    assert all((t.ultra_parent[u], u) in same for u, c in enumerate(t.ultra_class) if c == "equivalent")
+    assert type(t).from_dict(t.to_dict()).same_feature_pairs == t.same_feature_pairs
     again = generate_world(preset, seed=0).truth
     assert again.ultra_parents == t.ultra_parents and again.full_class == t.full_class
