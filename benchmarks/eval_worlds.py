@@ -54,6 +54,10 @@ tree / in another tree), and children called novel; then the same-feature Ultra 
 called equivalent, by why (no parent, a parent that tracks another feature, a right parent with
 other Ultra latents tracking the same feature, or the feature's only Ultra latent).
 
+Then how often parent verdicts are right with and without a *rival* (``anatomy.rival_ratio``:
+an unrelated Full latent that correlates at least half as strongly as the parent; from the codes
+alone, so a verdict could carry it), per confidence level.
+
 Last, the means of novel F1 (ours, the dev-chosen and the best threshold) and parent accuracy
 (ours, top correlation) under the lenient readings of the truth of ``anatomy.lenient_truth``
 (``issue``: the tables' own truth; ``absorbed``; ``mixed``; ``both``), each reading with its own
@@ -85,6 +89,7 @@ from benchmarks.worlds.anatomy import (  # noqa: E402
     equivalent_misses,
     lenient_truth,
     pearson_columns,
+    rival_ratio,
     verdict_errors,
 )
 from benchmarks.worlds.scoring import (  # noqa: E402
@@ -249,6 +254,13 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
     row["truth_variants"] = truth_variant_scores(
         gt, ultra_class, parent, top_index, top_score, scored, mixes
     )
+    # Parent verdicts with a rival (anatomy.rival_ratio, from the codes alone): how often right,
+    # beside those without, per confidence level.
+    ratio = rival_ratio(
+        pearson_columns(ultra_ctx.codes.csc, full_ctx.codes.csc), parent,
+        pearson_columns(full_ctx.codes.csc, full_ctx.codes.csc),
+    )  # fmt: skip
+    row["rival"] = rival_counts(category, expected, parent, ratio, level)
 
     # Split pairs from the decomposition of every Full latent the alignment calls split_parent.
     full_to_ultra = FeatureMatcher(full_ctx, ultra_ctx)
@@ -333,6 +345,54 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
         member_relations={lab: labels.count(lab) for lab in sorted(set(labels))},
     )
     return row
+
+
+RIVAL_RATIO = 0.5
+"""A parent verdict "has a rival" when its best rival's correlation is at least this share of the
+parent's (``anatomy.rival_ratio``). Chosen on the dev worlds (2026-12-04: at 0.5, 11 % of their
+parent verdicts have one, right 0.621 vs 0.934 without; 0.3 / 0.7 flag 22 % / 5 %)."""
+
+
+def rival_counts(
+    category: np.ndarray,
+    expected: list,
+    parent: np.ndarray,
+    ratio: np.ndarray,
+    level: list[str] | np.ndarray,
+) -> dict[str, list[int]]:
+    """``{"<level> rival" | "<level> none": [right, n]}`` over the parent verdicts (ours) of
+    scored Ultra latents (truth ``child`` or ``novel``): right when the latent is a child and the
+    parent one of its expected ones."""
+    out: dict[str, list[int]] = {}
+    for u in np.flatnonzero(((category == "child") | (category == "novel")) & (np.asarray(parent) >= 0)):
+        key = f"{level[u]} {'rival' if ratio[u] >= RIVAL_RATIO else 'none'}"
+        right = bool(category[u] == "child" and int(parent[u]) in (expected[u] or []))
+        cell = out.setdefault(key, [0, 0])
+        cell[0] += right
+        cell[1] += 1
+    return out
+
+
+def rival_report(rows: list[dict[str, Any]]) -> list[str]:
+    """Parent verdicts right with and without a rival, pooled per split and confidence level."""
+    lines = [
+        f"parent verdicts with a rival (an unrelated Full latent, |r| < 0.2 with the parent, at >= {RIVAL_RATIO} of the "
+        "parent's correlation: the latent may mix two features), share right and n, pooled over the split's worlds"
+    ]
+    for split in ("dev", "test"):
+        group = [r["rival"] for r in rows if r["split"] == split and "rival" in r]
+        if not group:
+            continue
+        cells = []
+        for key in ("high rival", "high none", "low rival", "low none"):
+            right, n = sum(g.get(key, [0, 0])[0] for g in group), sum(g.get(key, [0, 0])[1] for g in group)
+            cells.append(f"{key} {'-' if not n else f'{right / n:.3f}'} n={n}")
+        both = [sum(g.get(f"{lv} {k}", [0, 0])[i] for g in group for lv in ("high", "low")) for k in ("rival", "none") for i in (0, 1)]
+        cells.append(
+            f"all: rival {both[0] / max(both[1], 1):.3f} n={both[1]}, none {both[2] / max(both[3], 1):.3f} n={both[3]}"
+        )
+        lines.append(f"  {split:<5} " + " | ".join(cells))
+    return lines
 
 
 def truth_variant_scores(
@@ -624,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(target_report(rows)))
     print("\n".join(error_report(rows)))
     print("\n".join(confidence_report(rows)))
+    print("\n".join(rival_report(rows)))
     print("\n".join(variant_report(rows, variant_cuts)))
     print(f"F1 devt: best correlation < {dev_cut:.4f} is novel ({cut_source})")
     out = args.out or args.worlds_dir / "eval_results.json"

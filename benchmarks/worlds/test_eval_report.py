@@ -151,3 +151,18 @@ def test_apply_variant_thresholds_chooses_each_readings_cut_on_dev_and_reports_m
     lone = [{"world": "t", "split": "test", "truth_variants": E.truth_variant_scores(gt, ultra_class, parent, top_index, top_score, scored, mixes)}]
     assert set(E.apply_variant_thresholds(lone).values()) == {None}
     assert lone[0]["truth_variants"]["issue"]["novel_devcut_f1"] is None
+
+
+def test_rival_counts_and_report_pool_parent_verdicts_by_level_and_rival():
+    category = np.array(["child", "child", "novel", "child", "untracked"])
+    expected = [[0], [1], None, [2], None]
+    parent = np.array([0, 0, 1, -1, 0])  # right, wrong, a novel given a parent, none, unscored
+    ratio = np.array([0.6, 0.2, 0.9, np.nan, 0.9])
+    level = ["high", "low", "low", "low", "low"]
+    got = E.rival_counts(category, expected, parent, ratio, level)
+    assert got == {"high rival": [1, 1], "low none": [0, 1], "low rival": [0, 1]}
+    lines = E.rival_report([{"world": "d", "split": "dev", "rival": got}])
+    assert lines[1] == (
+        "  dev   high rival 1.000 n=1 | high none - n=0 | low rival 0.000 n=1 | low none 0.000 n=1 "
+        "| all: rival 0.500 n=2, none 0.000 n=1"
+    )
