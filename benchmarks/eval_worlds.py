@@ -54,9 +54,9 @@ tree / in another tree), and children called novel; then the same-feature Ultra 
 called equivalent, by why (no parent, a parent that tracks another feature, a right parent with
 other Ultra latents tracking the same feature, or the feature's only Ultra latent).
 
-Then how often parent verdicts are right with and without a *rival* (``anatomy.rival_ratio``:
-an unrelated Full latent that correlates at least half as strongly as the parent; from the codes
-alone, so a verdict could carry it), per confidence level.
+Then how often parent verdicts are right with and without a *rival* (the verdicts' own
+``rival_score``, ``verdicts.rivals``: an unrelated Full latent that correlates at least half as
+strongly as the parent), per confidence level.
 
 Last, the means of novel F1 (ours, the dev-chosen and the best threshold) and parent accuracy
 (ours, top correlation) under the lenient readings of the truth of ``anatomy.lenient_truth``
@@ -89,7 +89,6 @@ from benchmarks.worlds.anatomy import (  # noqa: E402
     equivalent_misses,
     lenient_truth,
     pearson_columns,
-    rival_ratio,
     verdict_errors,
 )
 from benchmarks.worlds.scoring import (  # noqa: E402
@@ -254,13 +253,12 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
     row["truth_variants"] = truth_variant_scores(
         gt, ultra_class, parent, top_index, top_score, scored, mixes
     )
-    # Parent verdicts with a rival (anatomy.rival_ratio, from the codes alone): how often right,
-    # beside those without, per confidence level.
-    ratio = rival_ratio(
-        pearson_columns(ultra_ctx.codes.csc, full_ctx.codes.csc), parent,
-        pearson_columns(full_ctx.codes.csc, full_ctx.codes.csc),
-    )  # fmt: skip
-    row["rival"] = rival_counts(category, expected, parent, ratio, level)
+    # Parent verdicts with a rival (the verdicts' own `rival_score`, verdicts.has_rival): how
+    # often right, beside those without, per confidence level.
+    from splatnlp.mechinterp.analysis.metrics.verdicts import has_rival
+
+    flagged = has_rival(ultra_tab["parent_score"], ultra_tab["rival_score"])
+    row["rival"] = rival_counts(category, expected, parent, flagged, level)
 
     # Split pairs from the decomposition of every Full latent the alignment calls split_parent.
     full_to_ultra = FeatureMatcher(full_ctx, ultra_ctx)
@@ -347,25 +345,20 @@ def score_world(world_dir: Path, *, reuse_alignment: bool = False) -> dict[str, 
     return row
 
 
-RIVAL_RATIO = 0.5
-"""A parent verdict "has a rival" when its best rival's correlation is at least this share of the
-parent's (``anatomy.rival_ratio``). Chosen on the dev worlds (2026-12-04: at 0.5, 11 % of their
-parent verdicts have one, right 0.621 vs 0.934 without; 0.3 / 0.7 flag 22 % / 5 %)."""
-
-
 def rival_counts(
     category: np.ndarray,
     expected: list,
     parent: np.ndarray,
-    ratio: np.ndarray,
+    flagged: np.ndarray,
     level: list[str] | np.ndarray,
 ) -> dict[str, list[int]]:
     """``{"<level> rival" | "<level> none": [right, n]}`` over the parent verdicts (ours) of
-    scored Ultra latents (truth ``child`` or ``novel``): right when the latent is a child and the
-    parent one of its expected ones."""
+    scored Ultra latents (truth ``child`` or ``novel``), ``flagged`` (bool, (K_ultra,)) where the
+    verdict has a rival: right when the latent is a child and the parent one of its expected
+    ones."""
     out: dict[str, list[int]] = {}
     for u in np.flatnonzero(((category == "child") | (category == "novel")) & (np.asarray(parent) >= 0)):
-        key = f"{level[u]} {'rival' if ratio[u] >= RIVAL_RATIO else 'none'}"
+        key = f"{level[u]} {'rival' if flagged[u] else 'none'}"
         right = bool(category[u] == "child" and int(parent[u]) in (expected[u] or []))
         cell = out.setdefault(key, [0, 0])
         cell[0] += right
@@ -376,8 +369,8 @@ def rival_counts(
 def rival_report(rows: list[dict[str, Any]]) -> list[str]:
     """Parent verdicts right with and without a rival, pooled per split and confidence level."""
     lines = [
-        f"parent verdicts with a rival (an unrelated Full latent, |r| < 0.2 with the parent, at >= {RIVAL_RATIO} of the "
-        "parent's correlation: the latent may mix two features), share right and n, pooled over the split's worlds"
+        "parent verdicts with a rival (verdicts.rivals: an unrelated Full latent, |r| < 0.2 with the parent, at >= 0.5 of "
+        "the parent's correlation: the latent may mix two features), share right and n, pooled over the split's worlds"
     ]
     for split in ("dev", "test"):
         group = [r["rival"] for r in rows if r["split"] == split and "rival" in r]

@@ -54,12 +54,10 @@ __all__ = [
     "MIXED_R",
     "MIX_KEYS",
     "RELATIONS",
-    "RIVAL_UNRELATED",
     "TRUTH_VARIANTS",
     "equivalent_misses",
     "lenient_truth",
     "pearson_columns",
-    "rival_ratio",
     "relation_to",
     "verdict_errors",
 ]
@@ -272,50 +270,6 @@ def lenient_truth(
                 ambiguous[u] = True
         accepted.append(sorted(ok) if not novel[u] else [])
     return novel, accepted, ambiguous
-
-
-RIVAL_UNRELATED = 0.2
-"""A Full latent is unrelated to a parent when their |Pearson r| is below this (the same level as
-:data:`MIXED_R`): a rival, not the parent's own duplicate or relative."""
-
-
-def rival_ratio(
-    corr: np.ndarray, parent: np.ndarray, full_corr: np.ndarray, *, unrelated: float = RIVAL_UNRELATED
-) -> np.ndarray:
-    """Per Ultra latent with a parent, the correlation of its best *rival*, a Full latent
-    unrelated to the parent (``|full_corr[parent, f]| < unrelated``), as a share of its
-    correlation with the parent: near 1, the latent follows two unrelated Full features about
-    equally, as a latent that mixes features does. Uses no truth, so a verdict could carry it;
-    here it measures how often verdicts with a rival are right (``eval_worlds.py``).
-
-    Parameters
-    ----------
-    corr : float array of shape (K_ultra, K_full), Pearson r of every pair (NaN: undefined)
-    parent : int array of shape (K_ultra,), the verdict's parent, -1 for none
-    full_corr : float array of shape (K_full, K_full), Pearson r among the Full latents
-
-    Returns
-    -------
-    float64 array of shape (K_ultra,): NaN without a parent, or without a positive parent
-    correlation; 0 when no unrelated Full latent correlates positively.
-    """
-    corr, full_corr = np.asarray(corr, dtype=np.float64), np.asarray(full_corr, dtype=np.float64)
-    parent = np.asarray(parent)
-    if corr.shape[0] != len(parent) or full_corr.shape != (corr.shape[1], corr.shape[1]):
-        raise ValueError(
-            f"corr {corr.shape}, parent ({len(parent)},) and full_corr {full_corr.shape}: expected "
-            "(K_ultra, K_full), (K_ultra,) and (K_full, K_full)"
-        )
-    out = np.full(len(parent), np.nan)
-    for u in np.flatnonzero(parent >= 0):
-        p = int(parent[u])
-        own = corr[u, p]
-        if not own > 0:
-            continue
-        rivals = (np.abs(np.nan_to_num(full_corr[p], nan=0.0)) < unrelated) & np.isfinite(corr[u])
-        rivals[p] = False
-        out[u] = max(float(corr[u, rivals].max()) if rivals.any() else 0.0, 0.0) / own
-    return out
 
 
 EQUIVALENT_MISSES: tuple[str, ...] = ("novel", "other_parent", "ultra_duplicates", "single")

@@ -14,7 +14,6 @@ from benchmarks.worlds.anatomy import (
     lenient_truth,
     pearson_columns,
     relation_to,
-    rival_ratio,
     verdict_errors,
 )
 
@@ -208,26 +207,3 @@ def test_lenient_truth_refuses_bad_input():
     with pytest.raises(ValueError, match="mixed=True needs ultra_feature_r and full_feature_r"):
         _lenient(mixed=True)
 
-
-def test_rival_ratio_is_the_best_unrelated_full_latent_over_the_parent():
-    # Ultra 0: parent Full 0 (r 0.6); Full 1 is Full 0's duplicate (r 0.9 with it), Full 2 is
-    # unrelated and correlates 0.45: ratio 0.75. Ultra 1: no parent. Ultra 2: parent Full 2, no
-    # unrelated Full latent correlates positively: 0. Ultra 3: parent with r <= 0: undefined.
-    corr = np.array([[0.6, 0.59, 0.45], [0.3, 0.1, 0.0], [-0.2, 0.1, 0.5], [-0.1, 0.2, 0.3]])
-    full_corr = np.array([[1.0, 0.9, 0.0], [0.9, 1.0, 0.5], [0.0, 0.5, 1.0]])
-    full_corr[2, 0] = 0.19  # unrelated (below RIVAL_UNRELATED), but corr[2, 0] is negative
-    got = rival_ratio(corr, np.array([0, -1, 2, 0]), full_corr)
-    assert got[0] == pytest.approx(0.75) and np.isnan(got[1]) and got[2] == 0.0 and np.isnan(got[3])
-    # Against a brute force on random data.
-    rng = np.random.default_rng(3)
-    corr, full_corr = rng.uniform(-0.2, 0.8, (40, 6)), rng.uniform(-0.4, 0.4, (6, 6))
-    corr[5, 2] = np.nan  # an undefined pair is never a rival
-    parent = rng.integers(-1, 6, 40)
-    want = np.full(40, np.nan)
-    for u, p in enumerate(parent):
-        if p >= 0 and corr[u, p] > 0:
-            r = [corr[u, f] for f in range(6) if f != p and abs(full_corr[p, f]) < 0.2 and np.isfinite(corr[u, f])]
-            want[u] = max(max(r, default=0.0), 0.0) / corr[u, p]
-    np.testing.assert_allclose(rival_ratio(corr, parent, full_corr), want, rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"corr \(40, 6\), parent \(39,\) and full_corr"):
-        rival_ratio(corr, parent[:39], full_corr)

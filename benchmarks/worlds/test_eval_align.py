@@ -29,6 +29,7 @@ def _case(same_feature_pairs):
         "best_activation_correlation_score": np.array([0.9, 0.95, 0.6, 0.1, 0.5]),
         "parent_score": np.array([0.9, 0.95, 0.6, np.nan, 0.5]),
         "nesting": np.array([0.9, 0.9, 0.9, np.nan, 0.9]),
+        "rival_score": np.full(5, np.nan),
     }
     return SimpleNamespace(a={"class_label": np.array(["split_parent", "equivalent"])}, b=b), truth
 

@@ -157,9 +157,9 @@ def test_rival_counts_and_report_pool_parent_verdicts_by_level_and_rival():
     category = np.array(["child", "child", "novel", "child", "untracked"])
     expected = [[0], [1], None, [2], None]
     parent = np.array([0, 0, 1, -1, 0])  # right, wrong, a novel given a parent, none, unscored
-    ratio = np.array([0.6, 0.2, 0.9, np.nan, 0.9])
+    flagged = np.array([True, False, True, False, True])
     level = ["high", "low", "low", "low", "low"]
-    got = E.rival_counts(category, expected, parent, ratio, level)
+    got = E.rival_counts(category, expected, parent, flagged, level)
     assert got == {"high rival": [1, 1], "low none": [0, 1], "low rival": [0, 1]}
     lines = E.rival_report([{"world": "d", "split": "dev", "rival": got}])
     assert lines[1] == (

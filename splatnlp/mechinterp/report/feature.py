@@ -252,12 +252,14 @@ def _verdict_section(report: MatchReport) -> Markup:
             ("it inside its siblings", "inside_siblings"),
             ("proportional to its parent", "parent_proportionality"),
             ("its siblings' (median)", "sibling_proportionality"),
+            ("rival correlation (unrelated to the parent)", "rival_score"),
         )
         shown: list[str] = []
         if v.side == "larger" or v.parent is not None:
             rows.append(("parent", _feature_ref(report.target_model, v.parent)))
             rows += [(label, getattr(v, field)) for label, field in parent_facts]
-            shown = ["parent", *(field for _, field in parent_facts)]
+            rows.append(("rival", _feature_ref(report.target_model, v.rival)))
+            shown = ["parent", *(field for _, field in parent_facts), "rival"]
         if v.side == "smaller":
             rows.append(("children", len(v.children)))
         if v.confidence is not None:

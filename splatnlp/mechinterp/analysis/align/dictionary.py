@@ -501,6 +501,26 @@ def align_contexts(
         corr_ls, opt.related_correlation, nesting=nesting, nested_containment=opt.nested_containment,
         best=(best_ls, large["best_activation_correlation_score"]), error_ratio=error_ratio,
     )
+    # Each parent verdict's rival (verdicts.rivals): the best-correlated smaller-side feature
+    # unrelated to the parent, from the smaller side's own correlations (one more streamed pass,
+    # over its codes alone: K_small x K_small sums).
+    t_riv = time.perf_counter()
+    small_csr = csr_b if a_larger else csr_a
+    dot_small, _ = pair_sums_streamed(
+        small_csr, small_csr, chunk_size=opt.chunk_size, product=opt.product, device=device,
+        coactive_dtype=np.uint32,
+    )  # fmt: skip
+    small_corr = _correlation(dot_small, n, mom_small, mom_small, opt.min_active)
+    del dot_small
+    rival = np.full(len(parent), -1, np.int64)
+    rival_score = np.full(len(parent), np.nan)
+    for start in range(0, len(parent), 1024):  # bounded copies of the rows (corr_ls may be a view)
+        at = slice(start, start + 1024)
+        rival[at], rival_score[at] = V.rivals(
+            np.asarray(corr_ls[at]), parent[at], small_corr[np.maximum(parent[at], 0)]
+        )
+    del small_corr
+    timings["rivals"] = time.perf_counter() - t_riv
     side_large, side_small = (side_a, side_b) if larger == "a" else (side_b, side_a)
     has = parent >= 0
     parent_decoder = np.full(len(parent), np.nan)
@@ -552,6 +572,8 @@ def align_contexts(
         inside_siblings=siblings[1],
         parent_proportionality=proportion,
         sibling_proportionality=sibling_proportion,
+        rival=rival,
+        rival_score=rival_score,
         n_assigned=np.zeros(len(parent), np.int64),
     )
     small.update(
@@ -566,6 +588,8 @@ def align_contexts(
         inside_siblings=np.full(len(n_assigned), np.nan),
         parent_proportionality=np.full(len(n_assigned), np.nan),
         sibling_proportionality=np.full(len(n_assigned), np.nan),
+        rival=np.full(len(n_assigned), -1, np.int64),
+        rival_score=np.full(len(n_assigned), np.nan),
         n_assigned=n_assigned,
     )
     large["class_label"], small["class_label"] = large_cls, small_cls
@@ -597,7 +621,7 @@ def align_contexts(
     block = _heatmap_block(corr_ls, parent, parent_score, n_assigned, rng)
     # The siblings' pass and the information test ran inside this stage; they are timed on their
     # own, so the stages add up.
-    timings["assign"] = time.perf_counter() - t - timings["siblings"] - timings["information"]
+    timings["assign"] = time.perf_counter() - t - timings["siblings"] - timings["information"] - timings["rivals"]
     del corr, corr_ls
     if index is not None and children is not None:
         # Each smaller-side feature's children's Gram matrix and coverage, for its decomposition

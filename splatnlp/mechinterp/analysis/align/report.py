@@ -65,6 +65,8 @@ SIDE_ARRAYS: tuple[str, ...] = (
     "inside_siblings",
     "parent_proportionality",
     "sibling_proportionality",
+    "rival",
+    "rival_score",
     "n_assigned",
     "hungarian",
     "hungarian_score",
@@ -341,9 +343,16 @@ class AlignedFeature(BaseModel):
     ``sibling_proportionality``, the evidence of ``equivalent`` by proportionality."""
     sibling_proportionality: float | None = None
     """The median of its siblings' ``parent_proportionality`` (None without siblings)."""
+    rival: int | None = None
+    """Larger side, with a parent: the other-model feature unrelated to the parent (|r| < 0.2
+    with it) that correlates best with this one (``verdicts.rivals``); None when none correlates
+    positively."""
+    rival_score: float | None = None
+    """The rival's correlation with this feature. At >= 0.5 of ``parent_score`` the feature may
+    mix the parent's feature with the rival's (the parent is then never ``high`` confidence)."""
     confidence: Literal["high", "low"] | None = None
     """Larger side: ``verdicts.confidence`` of the class (``high``: the parent holds most of the
-    feature's activation, or novel far below the cut; ``low``: check it on examples first;
+    feature's activation without a rival, or novel far below the cut; ``low``: check it on examples first;
     ``verdicts.CONFIDENCE_BASIS`` has the measured rates)."""
     children: list[int]
     """Smaller side: the larger-side features assigned to it, best-correlated first (empty on the

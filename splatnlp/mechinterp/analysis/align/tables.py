@@ -87,6 +87,8 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "inside_siblings",
     "parent_proportionality",
     "sibling_proportionality",
+    "rival",
+    "rival_score",
     "confidence",
     "n_children",
     "count",
@@ -114,7 +116,10 @@ the reverse, means over them; ``equivalent`` by siblings when the first is >= 0.
 second by >= 0.45 with r >= 0.5), ``parent_proportionality`` (larger side: how close it is to a
 multiple of its parent where the parent is active, a squared cosine) and ``sibling_proportionality``
 (the median of its siblings'; ``equivalent`` by proportionality when the first is >= 0.5 and
-exceeds the second, or 0 without siblings, by >= 0.2 with r >= 0.5), ``confidence`` (larger side: ``high`` or ``low``, how often such a verdict was right on the
+exceeds the second, or 0 without siblings, by >= 0.2 with r >= 0.5), ``rival`` and ``rival_score``
+(larger side, with a parent: the other model's feature unrelated to the parent, |r| < 0.2 with
+it, that correlates best with this one, and that correlation; at >= 0.5 of ``parent_score`` the
+feature may mix two features), ``confidence`` (larger side: ``high`` or ``low``, how often such a verdict was right on the
 evaluation worlds, ``verdicts.confidence``; empty on the smaller side and for dead features),
 ``n_children`` (smaller side: larger-side features assigned
 to it), ``count`` (examples where active), and per metric the best match in the other model
@@ -201,6 +206,8 @@ class AlignmentTables:
             inside_siblings=_finite(arrays["inside_siblings"][feature]),
             parent_proportionality=_finite(arrays["parent_proportionality"][feature]),
             sibling_proportionality=_finite(arrays["sibling_proportionality"][feature]),
+            rival=int(arrays["rival"][feature]) if arrays["rival"][feature] >= 0 else None,
+            rival_score=_finite(arrays["rival_score"][feature]),
             confidence=(larger_side_confidence(arrays, feature)[0] or None) if larger else None,
             children=children.tolist(),
             children_scores=other["parent_score"][children].tolist(),
@@ -248,6 +255,11 @@ def _aligned_null_reasons(a: AlignedFeature, *, larger: bool, hungarian_skipped:
     why["sibling_proportionality"] = (
         why["parent_proportionality"] if not larger or a.parent is None
         else "no sibling: no other feature has this parent (or none has a defined proportionality)"
+    )
+    why["rival"] = why["rival_score"] = (
+        "the rival is for the larger side's parent verdicts" if not larger
+        else f"no parent: the class is {a.class_label}" if a.parent is None
+        else "no feature unrelated to the parent (|r| < 0.2 with it) correlates positively with this one"
     )
     why["confidence"] = (
         "measured for larger-side verdicts only; a smaller-side class follows from its children's" if not larger
@@ -347,6 +359,8 @@ def feature_rows(tables: AlignmentTables) -> list[dict[str, Any]]:
                 "inside_siblings": _finite(arrays["inside_siblings"][f]),
                 "parent_proportionality": _finite(arrays["parent_proportionality"][f]),
                 "sibling_proportionality": _finite(arrays["sibling_proportionality"][f]),
+                "rival": int(arrays["rival"][f]) if arrays["rival"][f] >= 0 else None,
+                "rival_score": _finite(arrays["rival_score"][f]),
                 "confidence": (levels[f] or None) if levels is not None else None,
                 "n_children": int(n_children[f]),
                 "count": int(arrays["count"][f]),
@@ -367,7 +381,7 @@ def larger_side_confidence(arrays: dict[str, np.ndarray], feature: int | None = 
     at = slice(None) if feature is None else slice(feature, feature + 1)
     parent = arrays["parent"][at]
     score = np.where(parent >= 0, arrays["parent_score"][at], arrays["best_activation_correlation_score"][at])
-    return V.confidence(arrays["class_label"][at], score, arrays["nesting"][at])
+    return V.confidence(arrays["class_label"][at], score, arrays["nesting"][at], arrays["rival_score"][at])
 
 
 def _finite(x: float) -> float | None:

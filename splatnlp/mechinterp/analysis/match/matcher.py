@@ -196,9 +196,11 @@ def _opt(x: float) -> float | None:
     return None if not np.isfinite(x) else float(x)
 
 
-def _confidence(label: str, best_score: float, nesting: float | None) -> dict[str, Any]:
+def _confidence(label: str, best_score: float, nesting: float | None, rival_score: float | None = None) -> dict[str, Any]:
     """``confidence`` and ``confidence_basis`` of a larger-side verdict (``verdicts.confidence``)."""
-    level = V.confidence([label], [best_score], [np.nan if nesting is None else nesting])[0]
+    level = V.confidence(
+        [label], [best_score], [np.nan if nesting is None else nesting], [np.nan if rival_score is None else rival_score]
+    )[0]
     return {"confidence": level or None, "confidence_basis": V.CONFIDENCE_BASIS if level else None}
 
 
@@ -226,6 +228,7 @@ def _verdict_null_reasons(v: Verdict, source_model: str, error_ratio_why: str | 
         why["sibling_proportionality"] = "the proportionality evidence is for larger-side features"
         why["information_test"] = "the stitching test is for larger-side features"
         why["error_ratio"] = "the information test is for larger-side features (the parent rule)"
+        why["rival"] = why["rival_score"] = "the rival is for larger-side parent verdicts"
         why["confidence"] = why["confidence_basis"] = (
             "measured for larger-side verdicts only (a parent or novel); a smaller-side class follows from its children's"
         )
@@ -262,6 +265,10 @@ def _verdict_null_reasons(v: Verdict, source_model: str, error_ratio_why: str | 
     why["sibling_proportionality"] = (
         f"no parent: the verdict is {v.label}" if v.parent is None
         else "no sibling: no other feature has this parent (or none has a defined proportionality)"
+    )
+    why["rival"] = why["rival_score"] = (
+        f"no parent: the verdict is {v.label}" if v.parent is None
+        else "no feature unrelated to the parent (|r| < 0.2 with it) correlates positively with this one"
     )
     why["information_test"] = "not computed"
     why["error_ratio"] = error_ratio_why or (
@@ -373,6 +380,8 @@ class FeatureMatcher:
             "inside_siblings": large["inside_siblings"],
             "parent_proportionality": large["parent_proportionality"],
             "sibling_proportionality": large["sibling_proportionality"],
+            "rival": large["rival"],
+            "rival_score": large["rival_score"],
             "best": large["best_activation_correlation_index"],
         }
 
@@ -728,6 +737,26 @@ class FeatureMatcher:
             t["parent_coactive_correlation"], t["parent_coactive_count"], n_tests=self._large[0].n_features
         )
 
+    def _rival(self, large_feature: int, parent: int, corr: np.ndarray) -> tuple[int | None, float | None]:
+        """:func:`verdicts.rivals` of one larger-side feature whose parent is ``parent``, from its
+        correlations ``corr`` (K_small,) with the smaller side: the alignment's when it holds this
+        verdict, else from the smaller side's correlation row of the parent."""
+        if self._table is not None and self._table["parent"][large_feature] == parent:
+            r, score = int(self._table["rival"][large_feature]), float(self._table["rival_score"][large_feature])
+        else:
+            (ctx, arrays), _ = self._small, self._large
+            opt = self.options
+            rows, values = ctx.codes.feature(parent)
+            dot, _ = M.pair_sums(rows, values, ctx.codes.csr, compiled=self._compiled)
+            row = M.pearson(dot, self.n_examples, arrays.mean[parent], arrays.std[parent], arrays.mean, arrays.std)
+            # Undefined as in the alignment's matrix: a rare or constant feature on either side.
+            row[(arrays.count < opt.min_active) | (arrays.std == 0)] = np.nan
+            if len(rows) < opt.min_active or arrays.std[parent] == 0:
+                row[:] = np.nan
+            found, scores = V.rivals(corr[None, :], np.array([parent]), row[None, :])
+            r, score = int(found[0]), float(scores[0])
+        return (r, score) if r >= 0 else (None, None)
+
     def _small_row(self, small_feature: int) -> tuple[np.ndarray, np.ndarray]:
         """A smaller-side feature against every larger-side one: Pearson (NaN where undefined,
         the masks of :meth:`_score_all`) and each larger feature's summed code over the small
@@ -1068,6 +1097,7 @@ class FeatureMatcher:
                 **_confidence(label, np.nan if best is None else corr[best], nest),
             ), why_ratio)
         siblings, *_ = self._children_of(p)
+        rival, rival_score = self._rival(feature, p, corr)
         co_r, co_n, co_lower, prop = self._coactive(feature, p)
         s_in, s_of, s_prop = self._sibling_of(feature, p)
         by = V.equivalent_by(
@@ -1143,10 +1173,17 @@ class FeatureMatcher:
             inside_siblings=_opt(s_of),
             parent_proportionality=_opt(prop),
             sibling_proportionality=_opt(s_prop),
-            rule=f"parent {other} {p}, the best-correlated ({how}); {why}",
+            rival=rival,
+            rival_score=rival_score,
+            rule=f"parent {other} {p}, the best-correlated ({how}); {why}"
+            + (
+                f"; rival {other} {rival} (unrelated to the parent) correlates {rival_score:.3f}, "
+                f">= {V.RIVAL_RATIO} of the parent's: it may mix the two features, check both"
+                if rival is not None and V.has_rival(corr[p], rival_score) else ""
+            ),
             significance=V.SIGNIFICANCE_BASIS,
             information_test=info,
-            **_confidence(label, corr[p], nest),
+            **_confidence(label, corr[p], nest, rival_score),
         ), why_ratio)
 
     @cached_property

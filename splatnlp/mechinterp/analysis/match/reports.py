@@ -224,6 +224,15 @@ class Verdict(BaseModel):
     siblings) + 0.2, with r >= 0.5."""
     sibling_proportionality: float | None = None
     """The median ``parent_proportionality`` of its siblings (None without any)."""
+    rival: int | None = None
+    """Larger side, with a parent: the target-model feature unrelated to the parent (|r| < 0.2
+    with it) that correlates best with this one (``verdicts.rivals``; None: none correlates
+    positively)."""
+    rival_score: float | None = None
+    """The rival's correlation with this feature. At >= ``verdicts.RIVAL_RATIO`` (0.5) of
+    ``parent_score`` the feature may mix the parent's feature with the rival's: the parent is then
+    never ``high`` confidence, and the rule says so (parents with a rival were right 62-69 % of
+    the time on the evaluation worlds, 93-94 % without)."""
     parent_coactive_correlation: float | None = None
     """Larger side: the parent pair's Pearson correlation over the examples where both are active
     (None: fewer than 3, or no variance there): do the two magnitudes move together?"""

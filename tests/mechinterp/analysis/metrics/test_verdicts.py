@@ -112,6 +112,78 @@ def test_confidence_is_nesting_for_parents_and_distance_from_the_cut_for_novel()
     assert got == ["high", "high", "low", "low", "high", "low", "high", ""]
 
 
+def test_a_parent_with_a_rival_is_never_high_confidence() -> None:
+    labels = ["split_child", "split_child", "split_child", "novel"]
+    best = [0.6, 0.6, 0.6, 0.1]
+    nesting = [0.9, 0.9, 0.9, 0.1]
+    rival = [0.3, 0.3 - 1e-9, np.nan, 0.9]  # at the ratio, just under it, none; novel has no parent
+    assert V.confidence(labels, best, nesting, rival).tolist() == ["low", "high", "high", "high"]
+    assert V.confidence(labels, best, nesting).tolist() == ["high", "high", "high", "high"]
+    assert V.has_rival([0.6, 0.6, np.nan], [0.3, np.nan, 0.5]).tolist() == [True, False, False]
+
+
+def test_rivals_against_brute_force() -> None:
+    rng = np.random.default_rng(4)
+    k, k_small = 60, 7
+    corr = rng.uniform(-0.3, 0.9, (k, k_small))
+    corr[rng.random((k, k_small)) < 0.1] = np.nan  # undefined pairs are never rivals
+    small = rng.uniform(-0.45, 0.45, (k_small, k_small))
+    small[rng.random((k_small, k_small)) < 0.1] = np.nan  # an undefined relation counts as unrelated
+    parent = rng.integers(-1, k_small, k)
+    rival, score = V.rivals(corr, parent, small[np.maximum(parent, 0)])
+    for u in range(k):
+        p = parent[u]
+        options = [] if p < 0 else [
+            (corr[u, f], f) for f in range(k_small)
+            if f != p and not abs(small[p, f]) >= V.RIVAL_UNRELATED and np.isfinite(corr[u, f]) and corr[u, f] > 0
+        ]  # fmt: skip
+        if options:
+            want_score, want = max(options)
+            assert (rival[u], score[u]) == (want, want_score), u
+        else:
+            assert rival[u] == -1 and np.isnan(score[u]), u
+    assert (rival >= 0).sum() >= 20 and (rival < 0).sum() >= 10  # both outcomes occur
+    with pytest.raises(ValueError, match=r"corr \(60, 7\), parent \(59,\) and parent_corr"):
+        V.rivals(corr, parent[:59], small[np.maximum(parent, 0)])
+
+
+def test_matcher_and_alignment_agree_on_rivals(tiny_demo_dir, tiny_alignment) -> None:
+    """The matcher, from the codes alone, gives every sampled Ultra parent verdict the alignment's
+    rival, rival score and confidence; the alignment's rival is the brute-force one from the
+    dense codes (Pearson by numpy)."""
+    from splatnlp.mechinterp.analysis.align.tables import larger_side_confidence
+    from splatnlp.mechinterp.context import MechInterpContext
+
+    full, ultra = MechInterpContext(tiny_demo_dir / "full"), MechInterpContext(tiny_demo_dir / "ultra")
+    _, tab = tiny_alignment.side("ultra")
+    flagged = V.has_rival(tab["parent_score"], tab["rival_score"])
+    plain = (tab["parent"] >= 0) & ~flagged
+    assert flagged.sum() >= 20 and plain.sum() >= 1000  # both occur on the tiny demo
+    rng = np.random.default_rng(5)
+    ids = np.concatenate([rng.choice(np.flatnonzero(flagged), 5, replace=False), rng.choice(np.flatnonzero(plain), 5, replace=False)])
+    f_dense = full.codes.csc.toarray().astype(np.float64)
+    u_dense = ultra.codes.csc[:, ids].toarray().astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        full_r = np.corrcoef(f_dense.T)
+        cross = np.corrcoef(u_dense.T, f_dense.T)[: len(ids), len(ids):]
+    rare_ok = (f_dense != 0).sum(0) >= AlignOptions().min_active
+    levels = larger_side_confidence(tab)
+    from_large = FeatureMatcher(ultra, full)
+    for i, u in enumerate(ids.tolist()):
+        p = int(tab["parent"][u])
+        # Features under min_active have no correlation in the alignment (nor in the matcher).
+        unrelated = ~(np.abs(full_r[p]) >= V.RIVAL_UNRELATED) & np.isfinite(cross[i]) & (cross[i] > 0) & rare_ok
+        unrelated[p] = False
+        want = int(np.argmax(np.where(unrelated, cross[i], -np.inf)))
+        assert tab["rival"][u] == want and tab["rival_score"][u] == pytest.approx(cross[i, want], abs=1e-5), u
+        v = from_large.find_matches(u, decompose=False).verdict
+        assert v.rival == tab["rival"][u] and v.rival_score == pytest.approx(tab["rival_score"][u], abs=1e-9), u
+        assert v.confidence == levels[u], u
+        assert ("rival" in v.rule) == bool(flagged[u]), v.rule
+        if flagged[u]:
+            assert v.confidence == "low"
+
+
 def test_confidence_rejects_unknown_classes_and_shapes() -> None:
     with pytest.raises(ValueError, match="unknown larger-side class"):
         V.confidence(["split_parent"], [0.5], [0.5])
