@@ -328,6 +328,7 @@ class FeatureMatcher:
         self._target = FeatureArrays(target_ctx, top_token_method=self.options.top_token_method, n_top_tokens=self.options.n_top_tokens)
         self.alignment = None if alignment is None else self._check_alignment(alignment)
         self._table = self._verdict_tables()
+        self._small_self_rows: dict[int, np.ndarray] = {}  # :meth:`_small_self_row`'s
         self.index: PairIndex | None = self._open_index()
         """The alignment's pair index when it has one and its verdict tables apply (None otherwise)."""
 
@@ -737,25 +738,49 @@ class FeatureMatcher:
             t["parent_coactive_correlation"], t["parent_coactive_count"], n_tests=self._large[0].n_features
         )
 
-    def _rival(self, large_feature: int, parent: int, corr: np.ndarray) -> tuple[int | None, float | None]:
+    def _rival(self, large_feature: int, parent: int, corr: np.ndarray | None = None) -> tuple[int | None, float | None]:
         """:func:`verdicts.rivals` of one larger-side feature whose parent is ``parent``, from its
         correlations ``corr`` (K_small,) with the smaller side: the alignment's when it holds this
         verdict, else from the smaller side's correlation row of the parent."""
         if self._table is not None and self._table["parent"][large_feature] == parent:
             r, score = int(self._table["rival"][large_feature]), float(self._table["rival_score"][large_feature])
         else:
-            (ctx, arrays), _ = self._small, self._large
-            opt = self.options
-            rows, values = ctx.codes.feature(parent)
-            dot, _ = M.pair_sums(rows, values, ctx.codes.csr, compiled=self._compiled)
-            row = M.pearson(dot, self.n_examples, arrays.mean[parent], arrays.std[parent], arrays.mean, arrays.std)
-            # Undefined as in the alignment's matrix: a rare or constant feature on either side.
-            row[(arrays.count < opt.min_active) | (arrays.std == 0)] = np.nan
-            if len(rows) < opt.min_active or arrays.std[parent] == 0:
-                row[:] = np.nan
-            found, scores = V.rivals(corr[None, :], np.array([parent]), row[None, :])
+            if corr is None:
+                corr = self._large_row(large_feature)
+            found, scores = V.rivals(corr[None, :], np.array([parent]), self._small_self_row(parent)[None, :])
             r, score = int(found[0]), float(scores[0])
         return (r, score) if r >= 0 else (None, None)
+
+    def _small_self_row(self, small_feature: int) -> np.ndarray:
+        """A smaller-side feature's correlation with every smaller-side feature (K_small,), NaN
+        where undefined as in the alignment's matrices; remembered (a decomposition asks it once
+        per member)."""
+        cache = self._small_self_rows
+        if small_feature not in cache:
+            (ctx, arrays), _ = self._small, self._large
+            opt = self.options
+            rows, values = ctx.codes.feature(small_feature)
+            dot, _ = M.pair_sums(rows, values, ctx.codes.csr, compiled=self._compiled)
+            row = M.pearson(dot, self.n_examples, arrays.mean[small_feature], arrays.std[small_feature], arrays.mean, arrays.std)
+            # Undefined as in the alignment's matrix: a rare or constant feature on either side.
+            row[(arrays.count < opt.min_active) | (arrays.std == 0)] = np.nan
+            if len(rows) < opt.min_active or arrays.std[small_feature] == 0:
+                row[:] = np.nan
+            cache[small_feature] = row
+        return cache[small_feature]
+
+    def _large_row(self, large_feature: int) -> np.ndarray:
+        """A larger-side feature's correlation with every smaller-side feature (K_small,), NaN
+        where undefined (the masks of :meth:`_small_row`)."""
+        (small_ctx, small), (ctx, arrays) = self._small, self._large
+        opt = self.options
+        rows, values = ctx.codes.feature(large_feature)
+        dot, _ = M.pair_sums(rows, values, small_ctx.codes.csr, compiled=self._compiled)
+        if len(rows) < opt.min_active or arrays.std[large_feature] == 0:
+            return np.full(small_ctx.n_features, np.nan)
+        corr = M.pearson(dot, self.n_examples, arrays.mean[large_feature], arrays.std[large_feature], small.mean, small.std)
+        corr[(small.count < opt.min_active) | (small.std == 0)] = np.nan
+        return corr
 
     def _small_row(self, small_feature: int) -> tuple[np.ndarray, np.ndarray]:
         """A smaller-side feature against every larger-side one: Pearson (NaN where undefined,
@@ -1435,6 +1460,11 @@ class FeatureMatcher:
         p_ts = scores.metric.at("p_target_given_source", eligible)[0]
         p_st = scores.metric.at("p_source_given_target", eligible)[0]
         order = np.lexsort((-corr[eligible], -weights))
+        # Members of a smaller-side source are its children: each carries its verdict's rival.
+        rivals = (
+            {int(u): self._rival(int(u), feature) for u in eligible} if not self._source_is_larger
+            else dict.fromkeys((int(u) for u in eligible), (None, None))
+        )
         members = [
             DecompositionMember(
                 feature=int(eligible[i]),
@@ -1443,6 +1473,8 @@ class FeatureMatcher:
                 p_target_given_source=_opt(p_ts[i]),
                 p_source_given_target=_opt(p_st[i]),
                 shared_top_tokens=self._shared_tokens(feature, int(eligible[i])),
+                rival=rivals[int(eligible[i])][0],
+                rival_score=rivals[int(eligible[i])][1],
             )
             for i in order
         ]

@@ -123,6 +123,14 @@ class DecompositionMember(BaseModel):
     p_target_given_source: float | None
     p_source_given_target: float | None
     shared_top_tokens: list[str]
+    rival: int | None = None
+    """When the source is the smaller side (members are its children): the member's rival in the
+    source's model, the feature unrelated to the source (|r| < 0.2 with it) that correlates best
+    with the member (``Verdict.rival`` of the member; None: none correlates positively, or the
+    source is the larger side)."""
+    rival_score: float | None = None
+    """The rival's correlation with the member; at >= 0.5 of ``activation_correlation`` the
+    member may mix the source's feature with the rival's: look at both before recording it."""
 
 
 class Decomposition(BaseModel):

@@ -182,6 +182,14 @@ def test_matcher_and_alignment_agree_on_rivals(tiny_demo_dir, tiny_alignment) ->
         assert ("rival" in v.rule) == bool(flagged[u]), v.rule
         if flagged[u]:
             assert v.confidence == "low"
+    # A Full feature's decomposition carries each member's rival, the same as its verdict's.
+    from_small = FeatureMatcher(full, ultra)
+    for u in ids[:3].tolist():
+        members = {m.feature: m for m in from_small.find_decomposition(int(tab["parent"][u])).members}
+        m = members[u]
+        assert m.rival == tab["rival"][u] and m.rival_score == pytest.approx(tab["rival_score"][u], abs=1e-9), u
+    # From the larger side, members are the other way round: no rival.
+    assert all(m.rival is None for m in from_large.find_decomposition(int(ids[0])).members)
 
 
 def test_confidence_rejects_unknown_classes_and_shapes() -> None:
