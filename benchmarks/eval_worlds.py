@@ -366,6 +366,12 @@ def rival_counts(
     return out
 
 
+def _pooled(group: list[dict[str, list[int]]], *keys: str) -> tuple[int, int]:
+    """[right, n] of :func:`rival_counts` summed over worlds and keys."""
+    cells = [g.get(key, [0, 0]) for g in group for key in keys]
+    return sum(c[0] for c in cells), sum(c[1] for c in cells)
+
+
 def rival_report(rows: list[dict[str, Any]]) -> list[str]:
     """Parent verdicts right with and without a rival, pooled per split and confidence level."""
     lines = [
@@ -378,12 +384,10 @@ def rival_report(rows: list[dict[str, Any]]) -> list[str]:
             continue
         cells = []
         for key in ("high rival", "high none", "low rival", "low none"):
-            right, n = sum(g.get(key, [0, 0])[0] for g in group), sum(g.get(key, [0, 0])[1] for g in group)
+            right, n = _pooled(group, key)
             cells.append(f"{key} {'-' if not n else f'{right / n:.3f}'} n={n}")
-        both = [sum(g.get(f"{lv} {k}", [0, 0])[i] for g in group for lv in ("high", "low")) for k in ("rival", "none") for i in (0, 1)]
-        cells.append(
-            f"all: rival {both[0] / max(both[1], 1):.3f} n={both[1]}, none {both[2] / max(both[3], 1):.3f} n={both[3]}"
-        )
+        (r_right, r_n), (n_right, n_n) = _pooled(group, "high rival", "low rival"), _pooled(group, "high none", "low none")
+        cells.append(f"all: rival {r_right / max(r_n, 1):.3f} n={r_n}, none {n_right / max(n_n, 1):.3f} n={n_n}")
         lines.append(f"  {split:<5} " + " | ".join(cells))
     return lines
 

@@ -99,6 +99,12 @@ def pearson_columns(a: sp.spmatrix | np.ndarray, b: sp.spmatrix | np.ndarray) ->
         return np.where(np.outer(va, vb) > 0, cov / np.sqrt(np.outer(va, vb)), np.nan)
 
 
+def _mixes(u: int, f: int, x: int, y: int, ultra_feature_r: np.ndarray, full_feature_r: np.ndarray) -> tuple[bool, bool]:
+    """Whether Ultra latent ``u`` fires on Full latent ``f``'s feature ``y`` (-1: none), and
+    whether ``f`` fires on ``u``'s feature ``x`` (Pearson r >= :data:`MIXED_R`)."""
+    return bool(y >= 0 and ultra_feature_r[u, y] >= MIXED_R), bool(full_feature_r[f, x] >= MIXED_R)
+
+
 def relation_to(x: int, y: int, f_tracks: bool, parent: np.ndarray) -> str:
     """One of :data:`RELATIONS`: what a Full latent whose best true feature is ``y`` (and which
     tracks it when ``f_tracks``) is to the true feature ``x``.
@@ -178,8 +184,7 @@ def verdict_errors(
         relation = relation_to(x, y, bool(full_tracks[f]), parent)
         counts[kind][relation] += 1
         if mixes and relation != "path":
-            ultra_mixes = bool(y >= 0 and ultra_feature_r[u, y] >= MIXED_R)
-            full_mixes = bool(full_feature_r[f, x] >= MIXED_R)
+            ultra_mixes, full_mixes = _mixes(u, f, x, y, ultra_feature_r, full_feature_r)
             counts[kind]["ultra_mixes"] += ultra_mixes
             counts[kind]["full_mixes"] += full_mixes
             counts[kind]["unmixed"] += not (ultra_mixes or full_mixes)
@@ -263,8 +268,8 @@ def lenient_truth(
         f = int(candidate[u])
         if mixed and cat in ("child", "novel") and f >= 0 and f not in ok:
             y = int(full_feature[f])
-            if relation_to(x, y, bool(full_tracks[f]), parent) != "path" and (
-                (y >= 0 and ultra_feature_r[u, y] >= MIXED_R) or full_feature_r[f, x] >= MIXED_R
+            if relation_to(x, y, bool(full_tracks[f]), parent) != "path" and any(
+                _mixes(u, f, x, y, ultra_feature_r, full_feature_r)
             ):
                 ok.add(f)
                 ambiguous[u] = True

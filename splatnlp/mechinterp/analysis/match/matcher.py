@@ -329,6 +329,7 @@ class FeatureMatcher:
         self.alignment = None if alignment is None else self._check_alignment(alignment)
         self._table = self._verdict_tables()
         self._small_self_rows: dict[int, np.ndarray] = {}  # :meth:`_small_self_row`'s
+        self._rivals: dict[tuple[int, int], tuple[int, float]] = {}  # (feature, parent) -> rival, score
         self.index: PairIndex | None = self._open_index()
         """The alignment's pair index when it has one and its verdict tables apply (None otherwise)."""
 
@@ -603,6 +604,10 @@ class FeatureMatcher:
                 out[parent] = True
             return out
         candidates = np.flatnonzero(related | _weak(corr) | self._nested_candidates(feature, mass))
+        # The source's own correlation row first, so that the reverse pass below, which computes
+        # each candidate's correlations with the whole source model, also gives its children's
+        # rivals (the decomposition's members carry them) without a second pass.
+        self._small_self_row(feature)
         self._prefetch_parents(candidates)
         for target in candidates:
             out[target] = self._parent_of(int(target))[0] == feature
@@ -744,6 +749,8 @@ class FeatureMatcher:
         verdict, else from the smaller side's correlation row of the parent."""
         if self._table is not None and self._table["parent"][large_feature] == parent:
             r, score = int(self._table["rival"][large_feature]), float(self._table["rival_score"][large_feature])
+        elif (large_feature, parent) in self._rivals:  # from the reverse pass that found the parent
+            r, score = self._rivals[large_feature, parent]
         else:
             if corr is None:
                 corr = self._large_row(large_feature)
@@ -751,50 +758,38 @@ class FeatureMatcher:
             r, score = int(found[0]), float(scores[0])
         return (r, score) if r >= 0 else (None, None)
 
+    def _correlation_row(self, side, feature: int, other_side, *, mass: bool = False):
+        """One feature of ``side`` against every feature of ``other_side`` (each a ``(context,
+        FeatureArrays)`` pair): Pearson, float64 (K_other,), NaN where undefined as in the
+        alignment's matrices (a rare or constant feature on either side); with ``mass``, also
+        each other feature's summed code over this one's active examples."""
+        (ctx, arrays), (other_ctx, other) = side, other_side
+        opt = self.options
+        rows, values = ctx.codes.feature(feature)
+        sums = M.pair_sums(rows, values, other_ctx.codes.csr, mass=mass, compiled=self._compiled)
+        if len(rows) < opt.min_active or arrays.std[feature] == 0:
+            corr = np.full(other_ctx.n_features, np.nan)
+        else:
+            corr = M.pearson(sums[0], self.n_examples, arrays.mean[feature], arrays.std[feature], other.mean, other.std)
+            corr[(other.count < opt.min_active) | (other.std == 0)] = np.nan
+        return (corr, sums[2]) if mass else corr
+
     def _small_self_row(self, small_feature: int) -> np.ndarray:
-        """A smaller-side feature's correlation with every smaller-side feature (K_small,), NaN
-        where undefined as in the alignment's matrices; remembered (a decomposition asks it once
-        per member)."""
-        cache = self._small_self_rows
-        if small_feature not in cache:
-            (ctx, arrays), _ = self._small, self._large
-            opt = self.options
-            rows, values = ctx.codes.feature(small_feature)
-            dot, _ = M.pair_sums(rows, values, ctx.codes.csr, compiled=self._compiled)
-            row = M.pearson(dot, self.n_examples, arrays.mean[small_feature], arrays.std[small_feature], arrays.mean, arrays.std)
-            # Undefined as in the alignment's matrix: a rare or constant feature on either side.
-            row[(arrays.count < opt.min_active) | (arrays.std == 0)] = np.nan
-            if len(rows) < opt.min_active or arrays.std[small_feature] == 0:
-                row[:] = np.nan
-            cache[small_feature] = row
-        return cache[small_feature]
+        """A smaller-side feature's correlation with every smaller-side feature (K_small,),
+        remembered (a decomposition asks it once per member)."""
+        if small_feature not in self._small_self_rows:
+            self._small_self_rows[small_feature] = self._correlation_row(self._small, small_feature, self._small)
+        return self._small_self_rows[small_feature]
 
     def _large_row(self, large_feature: int) -> np.ndarray:
-        """A larger-side feature's correlation with every smaller-side feature (K_small,), NaN
-        where undefined (the masks of :meth:`_small_row`)."""
-        (small_ctx, small), (ctx, arrays) = self._small, self._large
-        opt = self.options
-        rows, values = ctx.codes.feature(large_feature)
-        dot, _ = M.pair_sums(rows, values, small_ctx.codes.csr, compiled=self._compiled)
-        if len(rows) < opt.min_active or arrays.std[large_feature] == 0:
-            return np.full(small_ctx.n_features, np.nan)
-        corr = M.pearson(dot, self.n_examples, arrays.mean[large_feature], arrays.std[large_feature], small.mean, small.std)
-        corr[(small.count < opt.min_active) | (small.std == 0)] = np.nan
-        return corr
+        """A larger-side feature's correlation with every smaller-side feature (K_small,)."""
+        return self._correlation_row(self._large, large_feature, self._small)
 
     def _small_row(self, small_feature: int) -> tuple[np.ndarray, np.ndarray]:
         """A smaller-side feature against every larger-side one: Pearson (NaN where undefined,
         the masks of :meth:`_score_all`) and each larger feature's summed code over the small
         feature's active examples, float64 arrays of shape (K_large,)."""
-        (ctx, arrays), (other_ctx, other) = self._small, self._large
-        opt = self.options
-        rows, values = ctx.codes.feature(small_feature)
-        dot, _, mass = M.pair_sums(rows, values, other_ctx.codes.csr, mass=True, compiled=self._compiled)
-        if len(rows) < opt.min_active or arrays.std[small_feature] == 0:
-            return np.full(other_ctx.n_features, np.nan), mass
-        corr = M.pearson(dot, self.n_examples, arrays.mean[small_feature], arrays.std[small_feature], other.mean, other.std)
-        corr[(other.count < opt.min_active) | (other.std == 0)] = np.nan
-        return corr, mass
+        return self._correlation_row(self._small, small_feature, self._large, mass=True)
 
     @cached_property
     def _parents(self) -> dict[int, tuple[int, float]]:
@@ -847,6 +842,9 @@ class FeatureMatcher:
             for i, u in enumerate(ids.tolist()):
                 parent = self._assign(u, corr[i])
                 self._parents[u] = (parent, float(corr[i, parent]) if parent >= 0 else float("nan"))
+                if parent in self._small_self_rows:  # the rival from this same row (:meth:`_rival`)
+                    found, score = V.rivals(corr[i : i + 1], np.array([parent]), self._small_self_rows[parent][None, :])
+                    self._rivals[u, parent] = (int(found[0]), float(score[0]))
 
     @cached_property
     def _children(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:

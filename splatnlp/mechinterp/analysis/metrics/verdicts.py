@@ -365,6 +365,8 @@ def rivals(corr: np.ndarray, parent: np.ndarray, parent_corr: np.ndarray) -> tup
             f"corr {corr.shape}, parent {parent.shape} and parent_corr {parent_corr.shape}: expected "
             "(K, K_small), (K,) and (K, K_small)"
         )
+    if corr.shape[1] == 0:
+        return np.full(len(parent), -1, np.int64), np.full(len(parent), np.nan)
     with np.errstate(invalid="ignore"):
         candidate = ~(np.abs(parent_corr) >= RIVAL_UNRELATED) & np.isfinite(corr) & (corr > 0)
     rows = np.arange(len(parent))
@@ -372,9 +374,9 @@ def rivals(corr: np.ndarray, parent: np.ndarray, parent_corr: np.ndarray) -> tup
     candidate[rows[has], parent[has]] = False
     candidate[~has] = False
     masked = np.where(candidate, corr, -np.inf)
-    best = np.argmax(masked, axis=1) if corr.shape[1] else np.zeros(len(parent), np.int64)
-    found = candidate[rows, best] if corr.shape[1] else np.zeros(len(parent), bool)
-    return np.where(found, best, -1).astype(np.int64), np.where(found, masked[rows, best] if corr.shape[1] else np.nan, np.nan)
+    best = np.argmax(masked, axis=1)
+    found = candidate[rows, best]
+    return np.where(found, best, -1).astype(np.int64), np.where(found, masked[rows, best], np.nan)
 
 
 def has_rival(parent_score: np.ndarray, rival_score: np.ndarray) -> np.ndarray:
